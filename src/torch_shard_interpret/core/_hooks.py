@@ -1,0 +1,180 @@
+"""Scopes: the hooks of one run or one ``intervene`` context, with guaranteed removal.
+
+Hooks are plain PyTorch module hooks on the user's own modules. Each scope registers its hooks on
+entry and removes exactly those hooks on exit, whatever happened in between (success, an exception
+in the model or in a user function, KeyboardInterrupt). A hook only acts while its scope is active
+in the calling thread or task (a context variable), so two threads sharing one model never see each
+other's interventions.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._errors import SiteNotReachedError
+from ._interventions import HookContext, Intervention
+from ._site import Site
+
+_ACTIVE: ContextVar[frozenset[int]] = ContextVar("tsi_active_scopes", default=frozenset())
+_IDS = itertools.count(1)
+# True while Model.generate runs: positions past the current sequence are still to come, not errors.
+_GENERATING: ContextVar[bool] = ContextVar("tsi_generating", default=False)
+
+
+class StopForward(Exception):  # noqa: N818 - control flow, not an error
+    """Raised inside a hook to end the forward pass once every requested site has been recorded."""
+
+
+class Scope:
+    """Hooks for a set of sites: interventions to apply and sites to record.
+
+    ``cache`` receives recorded values; ``grad`` keeps recorded values in the autograd graph;
+    ``stop`` ends the forward once every recorded site has run; ``root`` gets a pre-hook that reads
+    the position offset of KV-cached forwards when an intervention needs absolute positions.
+    """
+
+    def __init__(
+        self,
+        interventions: dict[Site, list[Intervention]] | None = None,
+        record: list[Site] | None = None,
+        *,
+        cache: dict[str, torch.Tensor] | None = None,
+        cache_device: torch.device | str | None = None,
+        grad: bool = False,
+        stop: bool = False,
+        root: nn.Module | None = None,
+        generating: bool = False,
+    ):
+        self.id = next(_IDS)
+        self.interventions = interventions or {}
+        self.record = record or []
+        self.cache = cache if cache is not None else {}
+        self.cache_device = cache_device
+        self.grad = grad
+        self.stop = stop
+        self.root = root
+        self.generating = generating
+        self.offset = 0
+        self.fired: dict[str, int] = {}
+        self._pending = {s.name for s in self.record}
+        self._handles: list[Any] = []
+        self._token = None
+
+    # ---- life cycle ---------------------------------------------------------------------------
+    def __enter__(self) -> Scope:
+        try:
+            sites: dict[str, Site] = {s.name: s for s in self.interventions}
+            sites.update({s.name: s for s in self.record})
+            recorded = {s.name for s in self.record}
+            for site in sites.values():
+                self._add(site, self.interventions.get(site, []), site.name in recorded)
+            if self.root is not None and any(iv.needs_offset for ivs in self.interventions.values() for iv in ivs):
+                self._handles.append(self.root.register_forward_pre_hook(self._offset_hook, with_kwargs=True))
+        except BaseException:
+            self._remove()
+            raise
+        self._token = _ACTIVE.set(_ACTIVE.get() | {self.id})
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._remove()
+        if self._token is not None:
+            _ACTIVE.reset(self._token)
+            self._token = None
+
+    def _remove(self) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+
+    def unreached(self) -> list[str]:
+        return [s.name for s in self.interventions if s.name not in self.fired]
+
+    def check_reached(self) -> None:
+        missed = self.unreached()
+        if missed:
+            raise SiteNotReachedError(
+                f"the forward pass never reached {', '.join(map(repr, missed))}, so the intervention there did "
+                "nothing; check the site name and that the model really runs that module"
+            )
+
+    # ---- hooks --------------------------------------------------------------------------------
+    def _offset_hook(self, module, args, kwargs):
+        if self.id not in _ACTIVE.get():
+            return None
+        past = kwargs.get("past_key_values")
+        offset = 0
+        if past is not None and hasattr(past, "get_seq_length"):
+            offset = int(past.get_seq_length())
+        elif past is not None and isinstance(past, (tuple, list)) and past and past[0] is not None:
+            offset = int(past[0][0].shape[-2])
+        self.offset = offset
+        return None
+
+    def _add(self, site: Site, ivs: list[Intervention], record: bool) -> None:
+        body = self._make_body(site, ivs, record)
+        my_id = self.id
+        active = _ACTIVE.get
+        if site.kind == "output":
+
+            def hook(module, args, output):
+                if my_id not in active():
+                    return None
+                return body(output)
+
+            self._handles.append(site.module.register_forward_hook(hook))
+        else:
+
+            def pre_hook(module, args, kwargs):
+                if my_id not in active():
+                    return None
+                return body((args, kwargs))
+
+            self._handles.append(site.module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+
+    def _make_body(self, site: Site, ivs: list[Intervention], record: bool) -> Callable[[Any], Any]:
+        name = site.name
+        cache = self.cache
+        fired = self.fired
+        pending = self._pending
+        grad = self.grad
+        stop = self.stop
+        device = self.cache_device
+        view = site.n_heads is not None
+
+        def body(payload: Any) -> Any:
+            n = fired.get(name, 0)
+            fired[name] = n + 1
+            value = site.get(payload)
+            changed = False
+            if ivs:
+                ctx = HookContext(site, self.offset, self.generating or _GENERATING.get(), n)
+                for iv in ivs:
+                    new = iv(value, ctx)
+                    if new is not value:
+                        value, changed = new, True
+            if record:
+                if grad:
+                    if not value.requires_grad:
+                        value = value.detach().requires_grad_(True)
+                        changed = True
+                    elif view:
+                        changed = True  # route the downstream graph through this view
+                    cache[name] = value
+                else:
+                    kept = value.detach()
+                    if device is not None:
+                        kept = kept.to(device)
+                    cache[name] = kept
+                if stop:
+                    pending.discard(name)
+                    if not pending:
+                        raise StopForward
+            return site.put(payload, value) if changed else None
+
+        return body

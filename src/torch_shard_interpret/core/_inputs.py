@@ -1,0 +1,106 @@
+"""Turn what a user passes to ``run``/``generate`` into the call of the wrapped module."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._errors import InputError
+
+
+@dataclass
+class Prepared:
+    args: tuple
+    kwargs: dict[str, Any]
+    tokens: torch.Tensor | None  # [batch, pos] token ids when the input was text or ids
+    attention_mask: torch.Tensor | None
+
+
+def is_hf(module: nn.Module) -> bool:
+    return hasattr(getattr(module, "config", None), "model_type") and hasattr(module, "get_input_embeddings")
+
+
+def input_device(module: nn.Module) -> torch.device:
+    if is_hf(module):
+        try:
+            weight = module.get_input_embeddings().weight
+            if weight.device.type != "meta":
+                return weight.device
+        except (AttributeError, NotImplementedError):
+            pass
+    for p in module.parameters():
+        if p.device.type != "meta":
+            return p.device
+    return torch.device("cpu")
+
+
+def tokenize(tokenizer: Any, text: str | Sequence[str], padding_side: str | None = None) -> dict[str, torch.Tensor]:
+    if tokenizer is None:
+        raise InputError("text input needs a tokenizer; pass tokenizer= to tsi.wrap, or give token ids as a tensor")
+    texts = [text] if isinstance(text, str) else list(text)
+    if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+        raise InputError("the prompt is empty; give at least one non-blank string")
+    kwargs: dict[str, Any] = {"return_tensors": "pt", "padding": len(texts) > 1}
+    if padding_side is not None and len(texts) > 1:
+        kwargs["padding_side"] = padding_side
+    enc = tokenizer(texts, **kwargs)
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def prepare(
+    module: nn.Module, tokenizer: Any, inputs: Any, model_kwargs: dict[str, Any], n_ctx: int | None,
+    padding_side: str | None = None,
+) -> Prepared:
+    """Text, token ids, a dict of model kwargs or any tensor(s) -> the call of ``module``."""
+    hf = is_hf(module)
+    device = input_device(module)
+    kwargs = dict(model_kwargs)
+    args: tuple = ()
+    if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, str) for t in inputs)):
+        kwargs.update(tokenize(tokenizer, inputs, padding_side))
+    elif isinstance(inputs, (list, tuple)) and not inputs:
+        raise InputError("the input is empty; give a prompt, a list of prompts or a tensor")
+    elif isinstance(inputs, Mapping):
+        kwargs.update(inputs)
+    elif torch.is_tensor(inputs):
+        if hf and not inputs.is_floating_point():
+            ids = inputs if inputs.ndim == 2 else inputs.unsqueeze(0)
+            if ids.shape[-1] == 0:
+                raise InputError("the token tensor is empty; give at least one token")
+            kwargs["input_ids"] = ids
+        else:
+            args = (inputs,)
+    elif isinstance(inputs, tuple):
+        args = inputs
+    elif inputs is None:
+        if not kwargs:
+            raise InputError("run() needs inputs: a prompt, token ids, a tensor or model keyword arguments")
+    else:
+        raise InputError(
+            f"cannot use a {type(inputs).__name__} as model input; give a string, a list of strings, a tensor or a dict"
+        )
+    ids = kwargs.get("input_ids")
+    if ids is not None and n_ctx is not None and ids.shape[-1] > n_ctx:
+        raise InputError(
+            f"the input has {ids.shape[-1]} tokens but the model's context window is {n_ctx}; shorten the prompt"
+        )
+    kwargs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in kwargs.items()}
+    args = tuple(a.to(device) if torch.is_tensor(a) else a for a in args)
+    return Prepared(args, kwargs, kwargs.get("input_ids"), kwargs.get("attention_mask"))
+
+
+def output_logits(output: Any) -> torch.Tensor | None:
+    """The logits (or main tensor) of a model output."""
+    if torch.is_tensor(output):
+        return output
+    for key in ("logits", "last_hidden_state"):
+        val = getattr(output, key, None) if not isinstance(output, Mapping) else output.get(key)
+        if torch.is_tensor(val):
+            return val
+    if isinstance(output, (tuple, list)) and output and torch.is_tensor(output[0]):
+        return output[0]
+    return None

@@ -1,0 +1,382 @@
+"""Model: the user's own module plus site names, runs, caches and interventions.
+
+``tsi.wrap(module)`` never changes ``module``: it only looks up sites and registers hooks for the
+duration of a call (or of an ``intervene`` context), and removes them afterwards.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._cache import ActivationCache
+from ._config import ModelConfig
+from ._errors import GradModeError, InputError, InterventionError, ReadOnlySiteError, SiteNotFoundError, TsiError
+from ._hooks import _GENERATING, Scope, StopForward
+from ._inputs import is_hf, output_logits, prepare
+from ._interventions import Intervention, as_intervention
+from ._site import Site, is_glob, match_glob, parse_raw
+
+SiteSpec = str | Sequence[str] | None
+InterventionSpec = Mapping[str, Intervention | Sequence[Intervention] | Callable] | None
+
+
+@dataclass
+class RunResult:
+    """What one ``Model.run`` returns."""
+
+    logits: torch.Tensor | None
+    """``[batch, pos, d_vocab]`` (or the model's main output tensor); None when the run stopped early."""
+    cache: ActivationCache
+    """Recorded activations, by site name (the values after this run's interventions)."""
+    tokens: torch.Tensor | None = None
+    """``[batch, pos]`` token ids, when the input was text or ids."""
+    attention_mask: torch.Tensor | None = None
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)
+    """``d(scalar)/d(activation)`` for each recorded site, when ``grad=`` was given."""
+    output: Any = None
+    """The module's raw output."""
+    tokenizer: Any = field(default=None, repr=False)
+
+    @property
+    def str_tokens(self) -> list[str] | list[list[str]]:
+        """Tokens as strings: a list for one prompt, a list of lists for a batch."""
+        if self.tokens is None or self.tokenizer is None:
+            raise InputError("str_tokens needs text or token ids and a tokenizer")
+        rows = [self.tokenizer.convert_ids_to_tokens(row) for row in self.tokens.tolist()]
+        rows = [[_readable(self.tokenizer, t) for t in row] for row in rows]
+        return rows[0] if len(rows) == 1 else rows
+
+
+def _readable(tokenizer: Any, tok: str) -> str:
+    try:
+        return tokenizer.convert_tokens_to_string([tok])
+    except Exception:  # noqa: BLE001 - some tokenizers cannot decode single pieces
+        return tok
+
+
+class Model:
+    """A wrapped ``nn.Module``. Create one with ``tsi.wrap`` or ``tsi.load``."""
+
+    def __init__(self, module: nn.Module, tokenizer: Any = None, adapter: Any = "auto"):
+        if not isinstance(module, nn.Module):
+            raise TsiError(f"tsi.wrap needs a torch.nn.Module, not a {type(module).__name__}")
+        from ..adapters import adapter_for, build_sites
+
+        self.module = module
+        self.tokenizer = tokenizer
+        if tokenizer is not None and getattr(tokenizer, "pad_token", "x") is None:
+            tokenizer.pad_token = tokenizer.eos_token  # batches of prompts need a pad token
+        self.adapter = adapter_for(module) if adapter == "auto" else adapter
+        self.cfg = _make_config(module, self.adapter)
+        self._sites: dict[str, Site] = (
+            build_sites(self.adapter, module, self.cfg.n_heads) if self.adapter is not None else {}
+        )
+        self._raw: list[str] | None = None
+        self._globs: dict[str, list[Site]] = {}
+
+    # ---- sites --------------------------------------------------------------------------------
+    def sites(self, pattern: str | None = None) -> list[str]:
+        """Every site name (canonical first, then raw), or those matching the glob ``pattern``."""
+        names = list(self._sites) + self._raw_names()
+        return names if pattern is None else match_glob(pattern, names)
+
+    def _raw_names(self) -> list[str]:
+        if self._raw is None:
+            self._raw = [f"{p}:{k}" for p, _ in self.module.named_modules() for k in ("input", "output")]
+        return self._raw
+
+    def site(self, name: str) -> Site:
+        """The ``Site`` object for one name (canonical or raw)."""
+        site = self._sites.get(name)
+        if site is not None:
+            return site
+        raw = parse_raw(name)
+        if raw is None:
+            raise SiteNotFoundError(name, self.sites())
+        path, kind, index = raw
+        try:
+            module = self.module.get_submodule(path) if path else self.module
+        except AttributeError:
+            raise SiteNotFoundError(name, self.sites()) from None
+        site = Site(name, path, module, kind, index)
+        self._sites[name] = site
+        return site
+
+    def resolve(self, spec: SiteSpec) -> list[Site]:
+        """Site objects for a name, a glob or a list of them."""
+        if spec is None:
+            return []
+        if isinstance(spec, str):
+            if not is_glob(spec):
+                return [self._check(self.site(spec))]
+            found = self._globs.get(spec)
+            if found is None:
+                names = match_glob(spec, list(self._sites)) or match_glob(spec, self._raw_names())
+                if not names:
+                    raise SiteNotFoundError(spec, self.sites(), hint="the glob matches no site")
+                found = self._globs[spec] = [self.site(n) for n in names]
+            for s in found:
+                self._check(s)
+            return found
+        out: list[Site] = []
+        for item in spec:
+            out.extend(self.resolve(item))
+        return list(dict.fromkeys(out))
+
+    def _check(self, site: Site) -> Site:
+        if site.requires == "eager" and self.attention != "eager":
+            raise TsiError(
+                f"{site.name} needs eager attention, but this model uses {self.attention!r}; "
+                "call model.set_attention('eager') first (slower, but it exposes the patterns)"
+            )
+        return site
+
+    # ---- attention implementation -------------------------------------------------------------
+    @property
+    def attention(self) -> str | None:
+        """The attention implementation of a Hugging Face model (``eager``, ``sdpa``...), else None."""
+        return getattr(getattr(self.module, "config", None), "_attn_implementation", "eager")
+
+    def set_attention(self, implementation: str = "eager") -> None:
+        """Switch a Hugging Face model's attention implementation (``eager`` exposes attention patterns)."""
+        if not hasattr(self.module, "set_attn_implementation"):
+            raise TsiError("set_attention works on Hugging Face models only")
+        if self.attention != implementation:
+            self.module.set_attn_implementation(implementation)
+            warnings.warn(
+                f"tsi: switched attention to {implementation!r}" + (" (slower; exposes attention patterns)" if implementation == "eager" else ""),
+                stacklevel=2,
+            )
+
+    # ---- interventions ------------------------------------------------------------------------
+    def _interventions(self, spec: InterventionSpec) -> dict[Site, list[Intervention]]:
+        out: dict[Site, list[Intervention]] = {}
+        if not spec:
+            return out
+        if not isinstance(spec, Mapping):
+            raise InterventionError("interventions must be a dict {site name: intervention}")
+        for key, val in spec.items():
+            items = list(val) if isinstance(val, (list, tuple)) else [val]
+            ivs = [as_intervention(v, key) for v in items]
+            for site in self.resolve(key):
+                if not site.writable:
+                    raise ReadOnlySiteError(
+                        f"{site.name} can be cached but not changed: the model does not use this value downstream"
+                    )
+                for iv in ivs:
+                    if iv.heads is not None and site.layout is not None and "n_heads" not in site.layout:
+                        raise InterventionError(
+                            f"heads= needs a site with a head dimension (blocks.N.attn.z or attn.pattern), "
+                            f"not {site.name!r}"
+                        )
+                out.setdefault(site, []).extend(ivs)
+        return out
+
+    @contextmanager
+    def intervene(self, interventions: InterventionSpec) -> Iterator[Scope]:
+        """Apply ``interventions`` to every call of the model inside the block (run, generate, or the module itself).
+
+        Contexts nest; each removes only its own hooks. A site the block never reached is reported on exit.
+        """
+        scope = Scope(self._interventions(interventions), root=self.module)
+        with scope:
+            yield scope
+        scope.check_reached()
+
+    # ---- running ------------------------------------------------------------------------------
+    def run(
+        self,
+        inputs: Any = None,
+        *,
+        cache: SiteSpec = None,
+        interventions: InterventionSpec = None,
+        grad: Callable[[RunResult], torch.Tensor] | None = None,
+        cache_device: torch.device | str | None = None,
+        return_logits: bool = True,
+        keep_graph: bool = False,
+        **model_kwargs: Any,
+    ) -> RunResult:
+        """Run the model once.
+
+        ``inputs``: a prompt, a list of prompts (padded, with an attention mask), token ids, a dict of
+        model kwargs or any tensor. ``cache``: site names/globs to record. ``interventions``: ``{site:
+        intervention}``. ``grad``: a function of the result returning a scalar; its gradients with
+        respect to every cached activation land in ``result.grads``. ``return_logits=False`` stops the
+        forward as soon as every cached site has been recorded. Runs without autograd unless ``grad`` or
+        ``keep_graph`` is given.
+        """
+        if grad is not None and torch.is_inference_mode_enabled():
+            raise GradModeError(
+                "gradients cannot be computed under torch.inference_mode(); call run(..., grad=...) outside it"
+            )
+        prepared = prepare(self.module, self.tokenizer, inputs, model_kwargs, self.cfg.n_ctx)
+        record = self.resolve(cache)
+        if grad is not None and not record:
+            raise InputError("grad= needs sites to differentiate with respect to; pass cache=[...]")
+        store: dict[str, torch.Tensor] = {}
+        scope = Scope(
+            self._interventions(interventions),
+            record,
+            cache=store,
+            cache_device=None if grad is not None else cache_device,
+            grad=grad is not None,
+            stop=not return_logits and grad is None and bool(record),
+            root=self.module,
+        )
+        mode = torch.enable_grad() if grad is not None else (nullcontext() if keep_graph else torch.no_grad())
+        output = None
+        stopped = False
+        with mode, scope:
+            try:
+                output = self.module(*prepared.args, **prepared.kwargs)
+            except StopForward:
+                stopped = True
+        if not stopped:
+            scope.check_reached()
+        result = RunResult(
+            logits=output_logits(output) if output is not None else None,
+            cache=ActivationCache(store),
+            tokens=prepared.tokens,
+            attention_mask=prepared.attention_mask,
+            output=output,
+            tokenizer=self.tokenizer,
+        )
+        if grad is not None:
+            self._grads(result, store, grad, cache_device)
+        return result
+
+    def _grads(self, result: RunResult, store: dict[str, torch.Tensor], fn: Callable, device: Any) -> None:
+        with torch.enable_grad():
+            scalar = fn(result)
+        if not torch.is_tensor(scalar) or scalar.numel() != 1:
+            raise InputError("grad= must return a scalar tensor (for example r.logits[0, -1, token_id])")
+        names = list(store)
+        grads = torch.autograd.grad(scalar, [store[n] for n in names], allow_unused=True)
+        for n, g in zip(names, grads, strict=True):
+            value = store[n].detach()
+            g = torch.zeros_like(value) if g is None else g
+            store[n] = value if device is None else value.to(device)
+            result.grads[n] = g if device is None else g.to(device)
+        if result.logits is not None:
+            result.logits = result.logits.detach()
+
+    # ---- generation ---------------------------------------------------------------------------
+    def generate(
+        self,
+        inputs: Any,
+        max_new_tokens: int = 20,
+        *,
+        interventions: InterventionSpec = None,
+        do_sample: bool = False,
+        full_text: bool = False,
+        **generate_kwargs: Any,
+    ) -> str | list[str] | torch.Tensor:
+        """Generate with the KV cache (greedy by default) and return the new text (``full_text=True``: with the
+        prompt). Interventions given here or by an enclosing ``intervene`` apply at every step; positions are
+        absolute, so ``positions=None`` also steers each newly generated token."""
+        if max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be at least 1, not {max_new_tokens}")
+        prepared = prepare(self.module, self.tokenizer, inputs, {}, self.cfg.n_ctx, padding_side="left")
+        ids = prepared.tokens
+        if ids is None:
+            raise InputError("generate needs text or token ids")
+        ctx = self.intervene(interventions) if interventions else nullcontext()
+        with ctx:
+            token = _GENERATING.set(True)
+            try:
+                if hasattr(self.module, "generate") and is_hf(self.module):
+                    pad = getattr(self.tokenizer, "pad_token_id", None)
+                    extra = {"pad_token_id": pad} if pad is not None else {}
+                    out = self.module.generate(
+                        **prepared.kwargs, max_new_tokens=max_new_tokens, do_sample=do_sample, **extra, **generate_kwargs
+                    )
+                else:
+                    out = self._greedy(ids, max_new_tokens)
+            finally:
+                _GENERATING.reset(token)
+        new = out if full_text else out[:, ids.shape[1] :]
+        if self.tokenizer is None:
+            return new
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return texts[0] if isinstance(inputs, str) else texts
+
+    @torch.no_grad()
+    def _greedy(self, ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+        for _ in range(max_new_tokens):
+            logits = output_logits(self.module(ids))
+            ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+        return ids
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def to_tokens(self, text: str | Sequence[str]) -> torch.Tensor:
+        """Token ids ``[batch, pos]`` as ``run`` would see them."""
+        return prepare(self.module, self.tokenizer, text, {}, None).tokens  # type: ignore[return-value]
+
+    def to_str_tokens(self, text: str) -> list[str]:
+        ids = self.to_tokens(text)[0]
+        return [_readable(self.tokenizer, t) for t in self.tokenizer.convert_ids_to_tokens(ids.tolist())]
+
+    def token_id(self, token: str) -> int:
+        """The id of ``token`` (e.g. ``" Paris"``), which must be exactly one token."""
+        if self.tokenizer is None:
+            raise InputError("token_id needs a tokenizer")
+        ids = self.tokenizer(token, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise InputError(f"{token!r} is {len(ids)} tokens, not one; choose a single-token target such as ' Paris'")
+        return int(ids[0])
+
+    def block_modules(self, i: int) -> dict[str, nn.Module | None]:
+        """The modules of block ``i`` by role (block, attn, o_proj, mlp, mlp_down, ln1, ln2, attn_out, mlp_out)."""
+        from ..adapters import block_modules
+
+        if self.adapter is None:
+            raise TsiError("this model has no adapter, so it has no named blocks; use raw sites")
+        return block_modules(self.adapter, self.module, i)
+
+    @property
+    def device(self) -> torch.device:
+        from ._inputs import input_device
+
+        return input_device(self.module)
+
+    def __repr__(self) -> str:
+        arch = self.cfg.architecture or "raw sites only"
+        return f"tsi.Model({type(self.module).__name__}, {arch}, n_layers={self.cfg.n_layers})"
+
+
+def _make_config(module: nn.Module, adapter: Any) -> ModelConfig:
+    from ..adapters._base import DEFAULT_CONFIG, find_module
+
+    hf = getattr(module, "config", None)
+    hf = getattr(hf, "get_text_config", lambda: hf)() if hf is not None else None
+    values: dict[str, Any] = {}
+    names = {**DEFAULT_CONFIG, **(adapter.config if adapter is not None else {})}
+    for key, attrs in names.items():
+        for attr in attrs:
+            val = getattr(hf, attr, None) if hf is not None else None
+            if isinstance(val, int):
+                values[key] = val
+                break
+    if adapter is not None:
+        values["architecture"] = adapter.name
+        values["block_style"] = adapter.block_style
+        if "n_layers" not in values:
+            found = find_module(module, adapter.blocks)
+            if found is not None:
+                values["n_layers"] = len(found[1])
+    if "d_head" not in values and values.get("d_model") and values.get("n_heads"):
+        values["d_head"] = values["d_model"] // values["n_heads"]
+    return ModelConfig(**values)
+
+
+def wrap(module: nn.Module, tokenizer: Any = None, adapter: Any = "auto") -> Model:
+    """Wrap any ``nn.Module`` without changing it. ``adapter="auto"`` picks one by architecture (Hugging Face
+    models) or by structure; ``adapter=None`` keeps raw sites only."""
+    return Model(module, tokenizer=tokenizer, adapter=adapter)
