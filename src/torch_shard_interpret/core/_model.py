@@ -110,7 +110,8 @@ class Model:
         return site
 
     def resolve(self, spec: SiteSpec) -> list[Site]:
-        """Site objects for a name, a glob or a list of them."""
+        """Site objects for a name, a glob or a list of them. A glob skips sites the model cannot provide now
+        (attention patterns without eager attention); a name raises."""
         if spec is None:
             return []
         if isinstance(spec, str):
@@ -122,16 +123,20 @@ class Model:
                 if not names:
                     raise SiteNotFoundError(spec, self.sites(), hint="the glob matches no site")
                 found = self._globs[spec] = [self.site(n) for n in names]
-            for s in found:
-                self._check(s)
-            return found
+            usable = [s for s in found if self._usable(s)]
+            if not usable:  # e.g. only attention patterns without eager attention: say why
+                self._check(found[0])
+            return usable
         out: list[Site] = []
         for item in spec:
             out.extend(self.resolve(item))
         return list(dict.fromkeys(out))
 
+    def _usable(self, site: Site) -> bool:
+        return site.requires != "eager" or self.attention == "eager"
+
     def _check(self, site: Site) -> Site:
-        if site.requires == "eager" and self.attention != "eager":
+        if not self._usable(site):
             raise TsiError(
                 f"{site.name} needs eager attention, but this model uses {self.attention!r}; "
                 "call model.set_attention('eager') first (slower, but it exposes the patterns)"
