@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _models import embedded_model
 
 import torch_shard_interpret as tsi
+from _models import embedded_model
 
 CLEAN = "The Eiffel Tower is located in the city of"
 CORRUPT = "The Colosseum is located in the city of"

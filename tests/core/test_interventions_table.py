@@ -7,8 +7,8 @@ generation with the KV cache equal to a manual loop without it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 import torch
@@ -44,28 +44,72 @@ def _set_pos(x, pos, val):
 
 CASES = [
     Case("set-all", "blocks.0.resid_post", lambda c: tsi.Set(_vec(2)), lambda x, c: _vec(2).expand_as(x)),
-    Case("set-pos", "blocks.0.resid_post", lambda c: tsi.Set(_vec(2), positions=[1, 3]),
-         lambda x, c: _set_pos(x, [1, 3], _vec(2))),
-    Case("patch-pos", "blocks.0.resid_post", lambda c: tsi.Patch(c["other"], positions=[2]),
-         lambda x, c: _set_pos(x, [2], c["other"]["blocks.0.resid_post"][:, [2]]), generation=False),
-    Case("add-all", "blocks.1.resid_pre", lambda c: tsi.Add(_vec(3), scale=2.0), lambda x, c: x + 2.0 * _vec(3)),
-    Case("add-last", "blocks.0.resid_post", lambda c: tsi.Add(_vec(3), positions=-1),
-         lambda x, c: _set_pos(x, [-1], x[:, [-1]] + _vec(3))),
+    Case(
+        "set-pos",
+        "blocks.0.resid_post",
+        lambda c: tsi.Set(_vec(2), positions=[1, 3]),
+        lambda x, c: _set_pos(x, [1, 3], _vec(2)),
+    ),
+    Case(
+        "patch-pos",
+        "blocks.0.resid_post",
+        lambda c: tsi.Patch(c["other"], positions=[2]),
+        lambda x, c: _set_pos(x, [2], c["other"]["blocks.0.resid_post"][:, [2]]),
+        generation=False,
+    ),
+    Case(
+        "add-all", "blocks.1.resid_pre", lambda c: tsi.Add(_vec(3), scale=2.0), lambda x, c: x + 2.0 * _vec(3)
+    ),
+    Case(
+        "add-last",
+        "blocks.0.resid_post",
+        lambda c: tsi.Add(_vec(3), positions=-1),
+        lambda x, c: _set_pos(x, [-1], x[:, [-1]] + _vec(3)),
+    ),
     Case("scale", "blocks.0.mlp.out", lambda c: tsi.Scale(0.5), lambda x, c: x * 0.5),
-    Case("projectout", "blocks.1.resid_pre", lambda c: tsi.ProjectOut(_vec(4)),
-         lambda x, c: x - (x @ (_vec(4) / _vec(4).norm())).unsqueeze(-1) * (_vec(4) / _vec(4).norm())),
-    Case("ablate-zero-heads", "blocks.1.attn.z", lambda c: tsi.Ablate("zero", heads=[1, 3]),
-         lambda x, c: x * torch.tensor([1.0, 0.0, 1.0, 0.0]).view(1, 1, N_HEADS, 1)),
-    Case("ablate-mean-source", "blocks.0.attn.out", lambda c: tsi.Ablate("mean", source=c["other"]),
-         lambda x, c: c["other"]["blocks.0.attn.out"].mean(dim=(0, 1), keepdim=True).expand_as(x),
-         per_row_source=False),
-    Case("ablate-mean-batch", "blocks.0.attn.out", lambda c: tsi.Ablate("mean"),
-         lambda x, c: x.mean(dim=(0, 1), keepdim=True).expand_as(x), batch_independent=False, generation=False),
-    Case("ablate-resample", "blocks.0.resid_post", lambda c: tsi.Ablate("resample", positions=[0, 1]),
-         None, batch_independent=False, generation=False),
+    Case(
+        "projectout",
+        "blocks.1.resid_pre",
+        lambda c: tsi.ProjectOut(_vec(4)),
+        lambda x, c: x - (x @ (_vec(4) / _vec(4).norm())).unsqueeze(-1) * (_vec(4) / _vec(4).norm()),
+    ),
+    Case(
+        "ablate-zero-heads",
+        "blocks.1.attn.z",
+        lambda c: tsi.Ablate("zero", heads=[1, 3]),
+        lambda x, c: x * torch.tensor([1.0, 0.0, 1.0, 0.0]).view(1, 1, N_HEADS, 1),
+    ),
+    Case(
+        "ablate-mean-source",
+        "blocks.0.attn.out",
+        lambda c: tsi.Ablate("mean", source=c["other"]),
+        lambda x, c: c["other"]["blocks.0.attn.out"].mean(dim=(0, 1), keepdim=True).expand_as(x),
+        per_row_source=False,
+    ),
+    Case(
+        "ablate-mean-batch",
+        "blocks.0.attn.out",
+        lambda c: tsi.Ablate("mean"),
+        lambda x, c: x.mean(dim=(0, 1), keepdim=True).expand_as(x),
+        batch_independent=False,
+        generation=False,
+    ),
+    Case(
+        "ablate-resample",
+        "blocks.0.resid_post",
+        lambda c: tsi.Ablate("resample", positions=[0, 1]),
+        None,
+        batch_independent=False,
+        generation=False,
+    ),
     Case("fn", "blocks.0.resid_post", lambda c: tsi.Fn(lambda v, ctx: v.flip(-1)), lambda x, c: x.flip(-1)),
-    Case("fn-heads-batch", "blocks.0.attn.z", lambda c: tsi.Fn(lambda v, ctx: -v, heads=0, batch=[1]),
-         lambda x, c: _neg_head0_row1(x), batch_independent=False),
+    Case(
+        "fn-heads-batch",
+        "blocks.0.attn.z",
+        lambda c: tsi.Fn(lambda v, ctx: -v, heads=0, batch=[1]),
+        lambda x, c: _neg_head0_row1(x),
+        batch_independent=False,
+    ),
 ]
 
 
@@ -100,7 +144,11 @@ def test_effect_at_site(setup, case):
     else:  # resample: rows come from other rows of the batch at the chosen positions only
         assert torch.equal(after[:, 2:], before[:, 2:])
         for row in range(after.shape[0]):
-            assert any(torch.equal(after[row, :2], before[other, :2]) for other in range(before.shape[0]) if other != row)
+            assert any(
+                torch.equal(after[row, :2], before[other, :2])
+                for other in range(before.shape[0])
+                if other != row
+            )
     assert_no_hooks(model.module)
 
 
@@ -112,15 +160,22 @@ def test_hooks_removed_after_failure(setup, case, failure):
     expected_exc = RuntimeError
     handle = None
     if failure == "model":
+
         def boom(module, args, output):
             raise RuntimeError("injected failure in the model")
+
         handle = model.module.lm_head.register_forward_hook(boom)
     else:
-        exc = RuntimeError("injected failure in a user function") if failure == "user_fn" else KeyboardInterrupt()
+        exc = (
+            RuntimeError("injected failure in a user function")
+            if failure == "user_fn"
+            else KeyboardInterrupt()
+        )
         expected_exc = type(exc)
 
         def raise_(v, c):
             raise exc
+
         ivs["final_norm"] = tsi.Fn(raise_)
     try:
         with pytest.raises(expected_exc):
@@ -143,7 +198,9 @@ def test_batch_equals_single(setup, case):
     for row in range(ids.shape[0]):
         row_ctx = ctx
         if case.per_row_source:
-            row_ctx = {k: tsi.ActivationCache({n: t[row : row + 1] for n, t in v.items()}) for k, v in ctx.items()}
+            row_ctx = {
+                k: tsi.ActivationCache({n: t[row : row + 1] for n, t in v.items()}) for k, v in ctx.items()
+            }
         single = model.run(ids[row : row + 1], interventions={case.site: case.make(row_ctx)}).logits
         torch.testing.assert_close(batch[row : row + 1], single, atol=1e-5, rtol=1e-5)
 
@@ -168,5 +225,7 @@ def test_intervention_changes_generation(setup):
     model, ids, _ = setup
     prompt = ids[:1, :4]
     plain = model.generate(prompt, max_new_tokens=6)
-    steered = model.generate(prompt, max_new_tokens=6, interventions={"blocks.1.resid_post": tsi.Add(_vec(5), scale=50)})
+    steered = model.generate(
+        prompt, max_new_tokens=6, interventions={"blocks.1.resid_post": tsi.Add(_vec(5), scale=50)}
+    )
     assert not torch.equal(plain, steered)

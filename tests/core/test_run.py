@@ -48,19 +48,26 @@ def test_early_stop_skips_later_modules(model, ids):
     finally:
         handle.remove()
     assert run.logits is None and not calls
-    assert torch.equal(run.cache["blocks.0.resid_post"], model.run(ids, cache="blocks.0.resid_post").cache["blocks.0.resid_post"])
+    assert torch.equal(
+        run.cache["blocks.0.resid_post"],
+        model.run(ids, cache="blocks.0.resid_post").cache["blocks.0.resid_post"],
+    )
 
 
 def test_grads_match_manual_autograd(model, ids):
     target = 5
-    run = model.run(ids, cache=["blocks.0.resid_post", "blocks.1.attn.z"], grad=lambda r: r.logits[0, -1, target])
+    run = model.run(
+        ids, cache=["blocks.0.resid_post", "blocks.1.attn.z"], grad=lambda r: r.logits[0, -1, target]
+    )
     # Manual: plain torch hooks keep the activations, autograd gives the reference gradients.
     kept = {}
 
     def keep_out(m, a, o):
         kept["resid"] = o
+
     def keep_in(m, a):
         kept["z"] = a[0]
+
     block = model.module.model.layers[0]
     h1 = block.register_forward_hook(keep_out)
     h2 = model.module.model.layers[1].self_attn.o_proj.register_forward_pre_hook(keep_in)
@@ -113,6 +120,8 @@ def test_generate_returns_text(model):
 def test_gpt2_runs_too():
     model = tsi.wrap(tiny_hf_model("gpt2"))
     ids = torch.randint(4, 128, (1, 5))
-    run = model.run(ids, cache="blocks.*.attn.z", interventions={"blocks.0.attn.z": tsi.Ablate("zero", heads=2)})
+    run = model.run(
+        ids, cache="blocks.*.attn.z", interventions={"blocks.0.attn.z": tsi.Ablate("zero", heads=2)}
+    )
     assert run.cache["blocks.0.attn.z"][:, :, 2].abs().sum() == 0
     assert run.cache["blocks.1.attn.z"].shape == (1, 5, 4, 16)

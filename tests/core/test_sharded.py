@@ -19,8 +19,13 @@ def pair(tmp_path_factory):
     saved = tmp_path_factory.mktemp("tiny")
     plain.save_pretrained(saved)
     device_map = {
-        "model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
-        "model.layers.1": "disk", "model.layers.2": "disk", "model.norm": "cpu", "lm_head": "cpu",
+        "model.embed_tokens": "cpu",
+        "model.rotary_emb": "cpu",
+        "model.layers.0": "cpu",
+        "model.layers.1": "disk",
+        "model.layers.2": "disk",
+        "model.norm": "cpu",
+        "lm_head": "cpu",
     }
     sharded = AutoModelForCausalLM.from_pretrained(
         saved, device_map=device_map, offload_folder=str(tmp_path_factory.mktemp("offload"))
@@ -46,7 +51,9 @@ def test_offloaded_interventions_grads_and_generation(pair):
     plain, sharded = pair
     v = torch.randn(64)
     ivs = {"blocks.1.resid_post": tsi.Add(v), "blocks.2.attn.z": tsi.Ablate("zero", heads=1)}
-    torch.testing.assert_close(plain.run(IDS, interventions=ivs).logits, sharded.run(IDS, interventions=ivs).logits)
+    torch.testing.assert_close(
+        plain.run(IDS, interventions=ivs).logits, sharded.run(IDS, interventions=ivs).logits
+    )
     ga = plain.run(IDS, cache="blocks.1.resid_post", grad=lambda r: r.logits[0, -1, 0])
     gb = sharded.run(IDS, cache="blocks.1.resid_post", grad=lambda r: r.logits[0, -1, 0])
     torch.testing.assert_close(ga.grads["blocks.1.resid_post"], gb.grads["blocks.1.resid_post"])

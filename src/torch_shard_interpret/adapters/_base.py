@@ -31,7 +31,8 @@ class Adapter:
     blocks: str  # absolute: the ModuleList of blocks
     attn: str  # relative: the attention module (its output[0] is attn.out unless attn_out is set)
     o_proj: str  # relative: attention output projection; its input is attn.z
-    mlp_down: str  # relative: MLP down projection; its input is mlp.post
+    # relative: MLP down projection; its input is mlp.post (None: no module sees it, e.g. fused MoE experts)
+    mlp_down: str | None
     mlp: str | None = "mlp"  # relative: the MLP module (its output is mlp.out unless mlp_out is set)
     attn_out: str | None = None  # relative: what attention writes to the residual, when not attn (post-norms)
     mlp_out: str | None = None  # relative: what the MLP writes to the residual, when not mlp
@@ -41,6 +42,10 @@ class Adapter:
     final_norm: str | None = None  # absolute
     unembed: str | None = None  # absolute
     block_style: BlockStyle = "sequential"
+    # The MLP sees tokens flattened to [batch*pos, ...] (OPT), so mlp.post/mlp.out have no batch/pos dims.
+    mlp_flat: bool = False
+    # Heads per block, for models without a Hugging Face config (the generic adapter finds it on the module).
+    n_heads: int | None = None
     # HF config attribute names for ModelConfig fields, first one present wins.
     config: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -74,9 +79,17 @@ def build_sites(adapter: Adapter, root: nn.Module, n_heads: int | None) -> dict[
     """The canonical sites of ``root`` under ``adapter``, in forward order."""
     found = find_module(root, adapter.blocks)
     if found is None:
-        raise AdapterError(f"adapter {adapter.name!r} expects the block list at {adapter.blocks!r}, which this model lacks")
+        raise AdapterError(
+            f"adapter {adapter.name!r} expects the block list at {adapter.blocks!r}, which this model lacks"
+        )
     blocks_path, blocks = found
+    n_heads = n_heads or adapter.n_heads
     sites: dict[str, Site] = {}
+    mlp_post_layout, mlp_out_layout = (
+        (("tokens", "d_mlp"), ("tokens", "d_model"))
+        if adapter.mlp_flat
+        else (("batch", "pos", "d_mlp"), RESID)
+    )
 
     def add(name, path, module, kind, index=None, layout=RESID, **kw):
         sites[name] = Site(name, path, module, kind, index, layout, **kw)
@@ -107,10 +120,10 @@ def build_sites(adapter: Adapter, root: nn.Module, n_heads: int | None) -> dict[
         add(f"{b}.attn.z", *o_proj, "input", None, HEADS, n_heads=n_heads)
         add(f"{b}.attn.pattern", *pat, "output", 1, PATTERN, writable=False, requires="eager")
         add(f"{b}.attn.out", *attn_out, "output", 0)
-        down = rel(adapter.mlp_down)
-        add(f"{b}.mlp.post", *down, "input", None, ("batch", "pos", "d_mlp"))
+        if adapter.mlp_down:
+            add(f"{b}.mlp.post", *rel(adapter.mlp_down), "input", None, mlp_post_layout)
         mlp_out = rel(adapter.mlp_out) if adapter.mlp_out else rel(adapter.mlp)
-        add(f"{b}.mlp.out", *mlp_out, "output", 0)
+        add(f"{b}.mlp.out", *mlp_out, "output", 0, mlp_out_layout)
         add(f"{b}.resid_post", pre, block, "output", 0)
     if adapter.final_norm:
         fn = find_module(root, adapter.final_norm)

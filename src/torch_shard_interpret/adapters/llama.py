@@ -1,10 +1,10 @@
-"""LLaMA and its close relatives (SmolLM2, Mistral, Qwen2/Qwen3, Phi-3-style names, OLMo)."""
+"""LLaMA and its close relatives with the same module names (SmolLM2, Mistral, Qwen2, Qwen3, OLMo)."""
 
 from ._base import Adapter
 
 LLAMA = Adapter(
     name="llama",
-    model_types=("llama", "mistral", "qwen2", "qwen3", "olmo", "mixtral"),
+    model_types=("llama", "mistral", "qwen2", "qwen3", "olmo"),
     embed="model.embed_tokens",
     blocks="model.layers",
     attn="self_attn",

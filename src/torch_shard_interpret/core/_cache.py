@@ -20,7 +20,9 @@ class ActivationCache(Mapping[str, torch.Tensor]):
         try:
             return self._data[name]
         except KeyError:
-            raise SiteNotFoundError(name, self._data.keys(), hint="not in this cache; pass it in cache=") from None
+            raise SiteNotFoundError(
+                name, self._data.keys(), hint="not in this cache; pass it in cache="
+            ) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)

@@ -74,7 +74,9 @@ class Scope:
             recorded = {s.name for s in self.record}
             for site in sites.values():
                 self._add(site, self.interventions.get(site, []), site.name in recorded)
-            if self.root is not None and any(iv.needs_offset for ivs in self.interventions.values() for iv in ivs):
+            if self.root is not None and any(
+                iv.needs_offset for ivs in self.interventions.values() for iv in ivs
+            ):
                 self._handles.append(self.root.register_forward_pre_hook(self._offset_hook, with_kwargs=True))
         except BaseException:
             self._remove()

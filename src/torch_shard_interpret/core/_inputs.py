@@ -38,9 +38,13 @@ def input_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def tokenize(tokenizer: Any, text: str | Sequence[str], padding_side: str | None = None) -> dict[str, torch.Tensor]:
+def tokenize(
+    tokenizer: Any, text: str | Sequence[str], padding_side: str | None = None
+) -> dict[str, torch.Tensor]:
     if tokenizer is None:
-        raise InputError("text input needs a tokenizer; pass tokenizer= to tsi.wrap, or give token ids as a tensor")
+        raise InputError(
+            "text input needs a tokenizer; pass tokenizer= to tsi.wrap, or give token ids as a tensor"
+        )
     texts = [text] if isinstance(text, str) else list(text)
     if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
         raise InputError("the prompt is empty; give at least one non-blank string")
@@ -52,7 +56,11 @@ def tokenize(tokenizer: Any, text: str | Sequence[str], padding_side: str | None
 
 
 def prepare(
-    module: nn.Module, tokenizer: Any, inputs: Any, model_kwargs: dict[str, Any], n_ctx: int | None,
+    module: nn.Module,
+    tokenizer: Any,
+    inputs: Any,
+    model_kwargs: dict[str, Any],
+    n_ctx: int | None,
     padding_side: str | None = None,
 ) -> Prepared:
     """Text, token ids, a dict of model kwargs or any tensor(s) -> the call of ``module``."""
@@ -60,7 +68,9 @@ def prepare(
     device = input_device(module)
     kwargs = dict(model_kwargs)
     args: tuple = ()
-    if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, str) for t in inputs)):
+    if isinstance(inputs, str) or (
+        isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, str) for t in inputs)
+    ):
         kwargs.update(tokenize(tokenizer, inputs, padding_side))
     elif isinstance(inputs, (list, tuple)) and not inputs:
         raise InputError("the input is empty; give a prompt, a list of prompts or a tensor")

@@ -45,12 +45,18 @@ def _shape(t: torch.Tensor | torch.Size | Sequence[int]) -> list[int]:
 def _as_list(sel: Indices, size: int, what: str, site: str) -> list[int] | None:
     if sel is None:
         return None
-    items = [int(sel)] if isinstance(sel, int) else [int(x) for x in (sel.tolist() if torch.is_tensor(sel) else sel)]
+    items = (
+        [int(sel)]
+        if isinstance(sel, int)
+        else [int(x) for x in (sel.tolist() if torch.is_tensor(sel) else sel)]
+    )
     out = []
     for i in items:
         j = i + size if i < 0 else i
         if not 0 <= j < size:
-            raise InterventionError(f"{what}={i} is out of range at {site}, which has {size} {what} (0..{size - 1})")
+            raise InterventionError(
+                f"{what}={i} is out of range at {site}, which has {size} {what} (0..{size - 1})"
+            )
         out.append(j)
     return out
 
@@ -77,6 +83,8 @@ class Intervention:
         abs_pos = None
         if self.batch is not None:
             bdim = site.dim("batch", value.ndim)
+            if bdim is None:
+                raise InterventionError(f"batch= needs a site with a batch dimension, not {site.name!r}")
             sel[bdim] = _as_list(self.batch, value.shape[bdim], "batch", site.name)  # type: ignore[index]
         if self.heads is not None:
             hdim = site.dim("n_heads", value.ndim)
@@ -88,7 +96,9 @@ class Intervention:
         if self.positions is not None:
             pdim = site.dim("pos", value.ndim)
             if pdim is None:
-                raise InterventionError(f"positions= needs a site with a position dimension, not {site.name!r}")
+                raise InterventionError(
+                    f"positions= needs a site with a position dimension, not {site.name!r}"
+                )
             abs_pos = self._positions(value.shape[pdim], ctx)
             local = [p - ctx.offset for p in abs_pos if ctx.offset <= p < ctx.offset + value.shape[pdim]]
             if not local:
@@ -112,7 +122,11 @@ class Intervention:
         pos = self.positions
         if isinstance(pos, slice):
             return list(range(*pos.indices(total)))
-        items = [int(pos)] if isinstance(pos, int) else [int(p) for p in (pos.tolist() if torch.is_tensor(pos) else pos)]
+        items = (
+            [int(pos)]
+            if isinstance(pos, int)
+            else [int(p) for p in (pos.tolist() if torch.is_tensor(pos) else pos)]
+        )
         out = []
         for p in items:
             q = p + total if p < 0 else p
@@ -167,7 +181,11 @@ class Intervention:
         return new
 
     def _tag(self) -> str:
-        sel = [f"{k}={v!r}" for k, v in (("positions", self.positions), ("heads", self.heads), ("batch", self.batch)) if v is not None]
+        sel = [
+            f"{k}={v!r}"
+            for k, v in (("positions", self.positions), ("heads", self.heads), ("batch", self.batch))
+            if v is not None
+        ]
         return ", ".join(sel)
 
     def __repr__(self) -> str:
@@ -187,10 +205,14 @@ def _source_tensor(source: Any, ctx: HookContext, what: str) -> torch.Tensor:
         return source[ctx.name]
     if hasattr(source, "cache"):  # a RunResult
         return _source_tensor(source.cache, ctx, what)
-    raise InterventionError(f"{what} at {ctx.name}: the source must be a tensor or a cache, not {type(source).__name__}")
+    raise InterventionError(
+        f"{what} at {ctx.name}: the source must be a tensor or a cache, not {type(source).__name__}"
+    )
 
 
-def _aligned_source(src: torch.Tensor, full: torch.Tensor, ctx: HookContext, where, what: str) -> torch.Tensor:
+def _aligned_source(
+    src: torch.Tensor, full: torch.Tensor, ctx: HookContext, where, what: str
+) -> torch.Tensor:
     """Index ``src`` (the source activation, full sequence) like the region of ``full`` being edited."""
     site = ctx.site
     pdim = site.dim("pos", full.ndim)
@@ -323,7 +345,9 @@ class Ablate(Intervention):
     def __init__(self, mode: str = "zero", source: Any = None, seed: int | None = 0, **selectors):
         super().__init__(**selectors)
         if mode not in self.MODES:
-            raise InterventionError(f"Ablate mode {mode!r} is unknown; use one of {', '.join(map(repr, self.MODES))}")
+            raise InterventionError(
+                f"Ablate mode {mode!r} is unknown; use one of {', '.join(map(repr, self.MODES))}"
+            )
         self.mode = mode
         self.source = source
         self.seed = seed
@@ -336,7 +360,7 @@ class Ablate(Intervention):
         src = full if self.source is None else _source_tensor(self.source, ctx, "Ablate")
         site = ctx.site
         if self.mode == "mean":
-            dims = [d for d in (site.dim("batch", src.ndim), site.dim("pos", src.ndim)) if d is not None]
+            dims = [d for d in (site.dim(k, src.ndim) for k in ("batch", "pos", "tokens")) if d is not None]
             mean = src.to(full.device, full.dtype).mean(dim=dims, keepdim=True).expand(full.shape)
             return mean if where is None else mean[where[0]]
         # resample
@@ -348,7 +372,9 @@ class Ablate(Intervention):
                 raise InterventionError(
                     f"Ablate('resample') at {ctx.name} needs a batch of at least 2 rows or a source=cache to draw from"
                 )
-            rows = (torch.arange(n) + torch.randint(1, n, (1,), generator=gen)) % n  # a shift: never a row's own
+            rows = (
+                torch.arange(n) + torch.randint(1, n, (1,), generator=gen)
+            ) % n  # a shift: never a row's own
             shuffled = full.index_select(bdim, rows.to(full.device))
         else:
             rows = torch.randint(src.shape[bdim], (n,), generator=gen)

@@ -17,7 +17,14 @@ from torch import nn
 
 from ._cache import ActivationCache
 from ._config import ModelConfig
-from ._errors import GradModeError, InputError, InterventionError, ReadOnlySiteError, SiteNotFoundError, TsiError
+from ._errors import (
+    GradModeError,
+    InputError,
+    InterventionError,
+    ReadOnlySiteError,
+    SiteNotFoundError,
+    TsiError,
+)
 from ._hooks import _GENERATING, Scope, StopForward
 from ._inputs import is_hf, output_logits, prepare
 from ._interventions import Intervention, as_intervention
@@ -156,7 +163,8 @@ class Model:
         if self.attention != implementation:
             self.module.set_attn_implementation(implementation)
             warnings.warn(
-                f"tsi: switched attention to {implementation!r}" + (" (slower; exposes attention patterns)" if implementation == "eager" else ""),
+                f"tsi: switched attention to {implementation!r}"
+                + (" (slower; exposes attention patterns)" if implementation == "eager" else ""),
                 stacklevel=2,
             )
 
@@ -300,7 +308,11 @@ class Model:
                     pad = getattr(self.tokenizer, "pad_token_id", None)
                     extra = {"pad_token_id": pad} if pad is not None else {}
                     out = self.module.generate(
-                        **prepared.kwargs, max_new_tokens=max_new_tokens, do_sample=do_sample, **extra, **generate_kwargs
+                        **prepared.kwargs,
+                        max_new_tokens=max_new_tokens,
+                        do_sample=do_sample,
+                        **extra,
+                        **generate_kwargs,
                     )
                 else:
                     out = self._greedy(ids, max_new_tokens)
@@ -334,7 +346,9 @@ class Model:
             raise InputError("token_id needs a tokenizer")
         ids = self.tokenizer(token, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
-            raise InputError(f"{token!r} is {len(ids)} tokens, not one; choose a single-token target such as ' Paris'")
+            raise InputError(
+                f"{token!r} is {len(ids)} tokens, not one; choose a single-token target such as ' Paris'"
+            )
         return int(ids[0])
 
     def block_modules(self, i: int) -> dict[str, nn.Module | None]:
@@ -370,6 +384,8 @@ def _make_config(module: nn.Module, adapter: Any) -> ModelConfig:
                 values[key] = val
                 break
     if adapter is not None:
+        if "n_heads" not in values and getattr(adapter, "n_heads", None):
+            values["n_heads"] = adapter.n_heads
         values["architecture"] = adapter.name
         values["block_style"] = adapter.block_style
         if "n_layers" not in values:

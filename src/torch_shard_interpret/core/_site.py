@@ -41,7 +41,9 @@ class Site:
     kind: Kind
     index: int | str | None = None
     layout: tuple[str, ...] | None = None
-    n_heads: int | None = None  # set when the raw tensor is [..., n_heads * d_head] shown as [..., n_heads, d_head]
+    n_heads: int | None = (
+        None  # set when the raw tensor is [..., n_heads * d_head] shown as [..., n_heads, d_head]
+    )
     writable: bool = True
     requires: str | None = None  # a condition the model must meet, e.g. "eager" attention for patterns
     extra: dict[str, Any] = field(default_factory=dict)
@@ -107,6 +109,10 @@ class Site:
 
 def _get_output(output: Any, index: int | str | None, name: str) -> torch.Tensor:
     if torch.is_tensor(output):
+        if index not in (None, 0):
+            raise SiteNotFoundError(
+                name, hint=f"the module returns one tensor, so it has no output element {index}"
+            )
         return output
     if isinstance(output, Mapping):  # ModelOutput and dicts
         if isinstance(index, str):
@@ -116,7 +122,9 @@ def _get_output(output: Any, index: int | str | None, name: str) -> torch.Tensor
     if isinstance(output, (tuple, list)):
         item = output[index or 0]
         if item is None:
-            raise SiteNotFoundError(name, hint="the module returned None there; attention patterns need eager attention")
+            raise SiteNotFoundError(
+                name, hint="the module returned None there; attention patterns need eager attention"
+            )
         return item
     raise SiteNotFoundError(name, hint=f"the module returned a {type(output).__name__}, not a tensor")
 
@@ -125,7 +133,11 @@ def _put_output(output: Any, index: int | str | None, value: torch.Tensor) -> An
     if torch.is_tensor(output):
         return value
     if isinstance(output, Mapping):
-        key = index if isinstance(index, str) else [k for k, v in output.items() if torch.is_tensor(v)][index or 0]
+        key = (
+            index
+            if isinstance(index, str)
+            else [k for k, v in output.items() if torch.is_tensor(v)][index or 0]
+        )
         output[key] = value
         return output
     items = list(output)

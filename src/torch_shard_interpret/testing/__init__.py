@@ -8,4 +8,12 @@ from ._models import tiny_config as tiny_config
 from ._models import tiny_hf_model as tiny_hf_model
 from ._models import tiny_tokenizer as tiny_tokenizer
 
-__all__ = ["TinyCNN", "TinyMLP", "assert_no_hooks", "tiny_config", "tiny_hf_model", "tiny_tokenizer", "tsi_hooks"]
+__all__ = [
+    "TinyCNN",
+    "TinyMLP",
+    "assert_no_hooks",
+    "tiny_config",
+    "tiny_hf_model",
+    "tiny_tokenizer",
+    "tsi_hooks",
+]
