@@ -1,0 +1,147 @@
+"""The logit lens: the model's own final norm and unembedding applied to the residual stream after each block.
+
+One run records ``blocks.*.resid_post``; the final-norm module and the unembedding module of the user's
+model are then called on those activations, a few layers at a time. The last layer's lens equals the
+model's real output (up to an output transform applied after the unembedding, such as Gemma 2's logit
+soft-capping, which the lens does not apply).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..core._errors import InputError, TsiError
+from ..core._model import Model, RunResult
+from ..core._site import natural_key
+from ._result import LensResult
+
+
+def readout_modules(model: Model) -> tuple[nn.Module, nn.Module]:
+    """``(final_norm, unembed)``: the modules behind the ``final_norm`` and ``logits`` sites."""
+    names = set(model.sites())
+    missing = [n for n in ("final_norm", "logits") if n not in names]
+    if missing:
+        raise TsiError(
+            f"the logit lens needs the sites {', '.join(missing)}, which this model's adapter does not name; "
+            "wrap a model with a known architecture (model.cfg.architecture is None here)"
+        )
+    return model.site("final_norm").module, model.site("logits").module
+
+
+def module_device(module: nn.Module, default: torch.device | None = None) -> torch.device:
+    for p in module.parameters():
+        if p.device.type != "meta":
+            return p.device
+    return default or torch.device("cpu")
+
+
+def module_dtype(module: nn.Module) -> torch.dtype:
+    for p in module.parameters():
+        return p.dtype
+    return torch.float32
+
+
+@torch.no_grad()
+def unembed(model: Model, resid: torch.Tensor) -> torch.Tensor:
+    """Logits ``[..., d_vocab]`` (float32) of residual vectors ``[..., d_model]``: final norm, then unembedding."""
+    norm, head = readout_modules(model)
+    x = resid.to(module_device(norm, resid.device), module_dtype(norm))
+    x = norm(x)
+    x = x.to(module_device(head, x.device), module_dtype(head))
+    return head(x).float()
+
+
+def as_token_id(model: Model, token: int | str | None, what: str = "target") -> int | None:
+    """A token id from an id or a one-token string (``InputError`` otherwise)."""
+    if token is None:
+        return None
+    if isinstance(token, bool) or not isinstance(token, (int, str)) and not torch.is_tensor(token):
+        raise InputError(
+            f"{what} must be a token string such as ' Paris' or a token id, not {type(token).__name__}"
+        )
+    if isinstance(token, str):
+        if not token:
+            raise InputError(f"the {what} token is empty; give one token such as ' Paris'")
+        if model.tokenizer is None:
+            raise InputError(f"a {what} given as text needs a tokenizer; pass its token id instead")
+        ids = model.tokenizer(token, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise InputError(
+                f"the {what} {token!r} is {len(ids)} tokens, not one; choose a single-token {what} such as ' Paris'"
+            )
+        return int(ids[0])
+    tid = int(token)
+    n_vocab = model.cfg.d_vocab
+    if tid < 0 or (n_vocab is not None and tid >= n_vocab):
+        raise InputError(f"{what} id {tid} is outside the vocabulary (0 .. {(n_vocab or 1) - 1})")
+    return tid
+
+
+def str_tokens(model: Model, ids: torch.Tensor) -> list[str]:
+    """Readable strings of a 1-d tensor of token ids (the ids themselves without a tokenizer)."""
+    if model.tokenizer is None:
+        return [str(t) for t in ids.tolist()]
+    return [model.tokenizer.decode([t]) for t in ids.tolist()]
+
+
+def logit_lens(
+    model: Model, prompt: Any, *, target: int | str | None = None, positions: Any = None, batch_size: int = 4
+) -> LensResult:
+    """Apply the final norm and the unembedding to ``blocks.{i}.resid_post`` of every block.
+
+    Args:
+        model: a ``tsi.Model`` with an adapter that names ``final_norm`` and ``logits``.
+        prompt: one prompt (text or ``[1, pos]`` token ids).
+        target: a token (``" Paris"`` or an id) that ``result.prob()`` / ``result.rank()`` use by default.
+        positions: restrict the lens to these positions (ints, negative allowed); default all.
+        batch_size: layers unembedded at a time (bounds the memory of the ``[layers, pos, d_vocab]`` logits).
+
+    Returns:
+        ``LensResult`` with ``probs`` ``[n_layers, pos, d_vocab]``.
+    """
+    target_id = as_token_id(model, target)
+    readout_modules(model)  # fail before running when the model cannot be read out
+    run = model.run(prompt, cache="blocks.*.resid_post")
+    return lens_from_run(model, run, target=target_id, positions=positions, batch_size=batch_size)
+
+
+def lens_from_run(
+    model: Model, run: RunResult, *, target: int | None = None, positions: Any = None, batch_size: int = 4
+) -> LensResult:
+    """The logit lens of a run that cached ``blocks.*.resid_post`` (used by the report to share one run)."""
+    names = sorted(run.cache.names("blocks.*.resid_post"), key=natural_key)
+    if not names:
+        raise TsiError("the run did not cache blocks.*.resid_post; pass cache='blocks.*.resid_post'")
+    first = run.cache[names[0]]
+    if first.shape[0] != 1:
+        raise InputError(f"the logit lens takes one prompt, not a batch of {first.shape[0]}")
+    n_pos = first.shape[1]
+    if positions is None:
+        cols = list(range(n_pos))
+    else:
+        raw = [positions] if isinstance(positions, int) else list(positions)
+        cols = []
+        for p in raw:
+            if not -n_pos <= p < n_pos:
+                raise InputError(f"position {p} is outside the prompt of {n_pos} tokens")
+            cols.append(p % n_pos)
+    chunks = []
+    for start in range(0, len(names), batch_size):
+        resid = torch.stack(
+            [run.cache[n][0, cols] for n in names[start : start + batch_size]]
+        )  # [b, pos, d_model]
+        chunks.append(unembed(model, resid).softmax(-1).cpu())  # [b, pos, d_vocab]
+    probs = torch.cat(chunks)
+    tokens = run.tokens[0, cols].cpu() if run.tokens is not None else torch.tensor(cols)
+    return LensResult(
+        probs=probs,
+        tokens=tokens,
+        str_tokens=str_tokens(model, tokens) if run.tokens is not None else [str(c) for c in cols],
+        positions=cols,
+        target=target,
+        layer_names=names,
+        tokenizer=model.tokenizer,
+    )

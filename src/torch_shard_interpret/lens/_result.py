@@ -1,0 +1,103 @@
+"""LensResult: what the logit lens reads off every block, for one prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..core._errors import InputError
+
+
+@dataclass
+class LensResult:
+    """Next-token distributions read from the residual stream after every block.
+
+    ``probs[l, p]`` is the distribution the model would predict at position ``positions[p]`` if the
+    residual stream after block ``l`` went straight into the final norm and the unembedding.
+    """
+
+    probs: torch.Tensor
+    """``[n_layers, pos, d_vocab]`` float32 probabilities (CPU)."""
+    tokens: torch.Tensor
+    """``[pos]`` the input token ids at those positions."""
+    str_tokens: list[str]
+    """The input tokens as strings (same length as ``tokens``)."""
+    positions: list[int]
+    """Absolute position of each column (all positions unless the lens was restricted)."""
+    target: int | None = None
+    """Token id that ``rank()`` / ``prob()`` use by default (``target=`` of ``logit_lens``)."""
+    layer_names: list[str] = field(default_factory=list)
+    """Site of each row, e.g. ``blocks.3.resid_post``."""
+    tokenizer: Any = field(default=None, repr=False)
+
+    @property
+    def n_layers(self) -> int:
+        return self.probs.shape[0]
+
+    def _token(self, token_id: int | str | None) -> int:
+        if token_id is None:
+            if self.target is None:
+                raise InputError(
+                    "no token given and the lens has no target; pass a token id or target= to logit_lens"
+                )
+            return self.target
+        if isinstance(token_id, str):
+            if self.tokenizer is None:
+                raise InputError("a token string needs a tokenizer; pass the token id instead")
+            ids = self.tokenizer(token_id, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise InputError(f"{token_id!r} is {len(ids)} tokens, not one; choose a single-token target")
+            return int(ids[0])
+        return int(token_id)
+
+    def prob(self, token_id: int | str | None = None) -> torch.Tensor:
+        """``[n_layers, pos]`` probability of ``token_id`` (default: the target)."""
+        return self.probs[..., self._token(token_id)]
+
+    def rank(self, token_id: int | str | None = None) -> torch.Tensor:
+        """``[n_layers, pos]`` rank of ``token_id`` (0 = the lens's top token)."""
+        p = self.prob(token_id)
+        return (self.probs > p.unsqueeze(-1)).sum(-1)
+
+    def top_ids(self, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(probs, ids)``, each ``[n_layers, pos, k]``, best first."""
+        return self.probs.topk(k, dim=-1)
+
+    def top_tokens(self, k: int = 5) -> list[list[list[tuple[str | int, float]]]]:
+        """``[layer][pos]`` -> the ``k`` most likely (token, probability) pairs, best first.
+        Tokens are strings when the model has a tokenizer, ids otherwise."""
+        values, ids = self.top_ids(k)
+        decode = _decoder(self.tokenizer)
+        return [
+            [
+                [
+                    (decode(t), float(v))
+                    for t, v in zip(ids[layer, p].tolist(), values[layer, p].tolist(), strict=True)
+                ]
+                for p in range(values.shape[1])
+            ]
+            for layer in range(values.shape[0])
+        ]
+
+    def to_html(self, token_id: int | str | None = None, mode: str = "prob") -> str:
+        """A self-contained HTML heatmap (layers x positions): cells coloured by the probability (``mode="prob"``)
+        or rank (``"rank"``) of ``token_id`` (default: the target, else each position's final prediction),
+        labelled with the lens's top token; hover a cell for its top 5."""
+        from ..report._html import lens_section_html, standalone
+
+        return standalone("Logit lens", lens_section_html(self, token_id, modes=(mode,)))
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+def _decoder(tokenizer: Any):
+    if tokenizer is None:
+        return lambda t: t
+
+    def decode(t: int) -> str:
+        return tokenizer.decode([t])
+
+    return decode
