@@ -1,8 +1,8 @@
 """torch-shard-interpret: look inside any PyTorch model, on one device or many, and steer it.
 
-    import torch_shard_interpret as tsi
-    model = tsi.load("smollm2-135m")
-    run = model.run("The Eiffel Tower is located in the city of", cache="blocks.*.resid_post")
+import torch_shard_interpret as tsi
+model = tsi.load("smollm2-135m")
+run = model.run("The Eiffel Tower is located in the city of", cache="blocks.*.resid_post")
 """
 
 from .core import *  # noqa: F403 - the core's __all__ is the public surface
@@ -27,6 +27,17 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'torch_shard_interpret' has no attribute {name!r}")
 
 
-_SUBPACKAGES = ("adapters", "loading", "lens", "attribution", "patching", "steering", "probes", "store", "sae", "testing")
+_SUBPACKAGES = (
+    "adapters",
+    "loading",
+    "lens",
+    "attribution",
+    "patching",
+    "steering",
+    "probes",
+    "store",
+    "sae",
+    "testing",
+)
 
 __all__ = [*_core_all, "load", "__version__"]
