@@ -62,10 +62,16 @@ def prepare(
     model_kwargs: dict[str, Any],
     n_ctx: int | None,
     padding_side: str | None = None,
+    hf: bool | None = None,
 ) -> Prepared:
-    """Text, token ids, a dict of model kwargs or any tensor(s) -> the call of ``module``."""
-    hf = is_hf(module)
-    device = input_device(module)
+    """Text, token ids, a dict of model kwargs or any tensor(s) -> the call of ``module``.
+
+    Hugging Face inputs are moved to the device of the input embedding. Tensors for any other module are
+    passed as they are, exactly as a plain call would.
+    """
+    hf = is_hf(module) if hf is None else hf
+    if not hf and torch.is_tensor(inputs) and not model_kwargs:  # the fast path of a plain module
+        return Prepared((inputs,), {}, None, None)
     kwargs = dict(model_kwargs)
     args: tuple = ()
     if isinstance(inputs, str) or (
@@ -98,8 +104,9 @@ def prepare(
         raise InputError(
             f"the input has {ids.shape[-1]} tokens but the model's context window is {n_ctx}; shorten the prompt"
         )
-    kwargs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in kwargs.items()}
-    args = tuple(a.to(device) if torch.is_tensor(a) else a for a in args)
+    if hf:
+        device = input_device(module)
+        kwargs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in kwargs.items()}
     return Prepared(args, kwargs, kwargs.get("input_ids"), kwargs.get("attention_mask"))
 
 

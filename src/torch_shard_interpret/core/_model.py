@@ -78,6 +78,7 @@ class Model:
 
         self.module = module
         self.tokenizer = tokenizer
+        self._hf = is_hf(module)
         if tokenizer is not None and getattr(tokenizer, "pad_token", "x") is None:
             tokenizer.pad_token = tokenizer.eos_token  # batches of prompts need a pad token
         self.adapter = adapter_for(module) if adapter == "auto" else adapter
@@ -229,7 +230,7 @@ class Model:
             raise GradModeError(
                 "gradients cannot be computed under torch.inference_mode(); call run(..., grad=...) outside it"
             )
-        prepared = prepare(self.module, self.tokenizer, inputs, model_kwargs, self.cfg.n_ctx)
+        prepared = prepare(self.module, self.tokenizer, inputs, model_kwargs, self.cfg.n_ctx, hf=self._hf)
         record = self.resolve(cache)
         if grad is not None and not record:
             raise InputError("grad= needs sites to differentiate with respect to; pass cache=[...]")
@@ -296,7 +297,9 @@ class Model:
         absolute, so ``positions=None`` also steers each newly generated token."""
         if max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be at least 1, not {max_new_tokens}")
-        prepared = prepare(self.module, self.tokenizer, inputs, {}, self.cfg.n_ctx, padding_side="left")
+        prepared = prepare(
+            self.module, self.tokenizer, inputs, {}, self.cfg.n_ctx, padding_side="left", hf=self._hf
+        )
         ids = prepared.tokens
         if ids is None:
             raise InputError("generate needs text or token ids")
@@ -304,7 +307,7 @@ class Model:
         with ctx:
             token = _GENERATING.set(True)
             try:
-                if hasattr(self.module, "generate") and is_hf(self.module):
+                if hasattr(self.module, "generate") and self._hf:
                     pad = getattr(self.tokenizer, "pad_token_id", None)
                     extra = {"pad_token_id": pad} if pad is not None else {}
                     out = self.module.generate(
