@@ -25,13 +25,13 @@ def is_hf(module: nn.Module) -> bool:
 
 
 def input_device(module: nn.Module) -> torch.device:
-    if is_hf(module):
-        try:
-            weight = module.get_input_embeddings().weight
-            if weight.device.type != "meta":
-                return weight.device
-        except (AttributeError, NotImplementedError):
-            pass
+    """Where a Hugging Face model wants its inputs: the device of its input embedding."""
+    try:
+        weight = module.get_input_embeddings().weight
+        if weight.device.type != "meta":
+            return weight.device
+    except (AttributeError, NotImplementedError):
+        pass
     for p in module.parameters():
         if p.device.type != "meta":
             return p.device
@@ -106,7 +106,9 @@ def prepare(
         )
     if hf:
         device = input_device(module)
-        kwargs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in kwargs.items()}
+        kwargs = {
+            k: v.to(device) if torch.is_tensor(v) and v.device != device else v for k, v in kwargs.items()
+        }
     return Prepared(args, kwargs, kwargs.get("input_ids"), kwargs.get("attention_mask"))
 
 

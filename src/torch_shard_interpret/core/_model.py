@@ -244,7 +244,10 @@ class Model:
             stop=not return_logits and grad is None and bool(record),
             root=self.module,
         )
-        mode = torch.enable_grad() if grad is not None else (nullcontext() if keep_graph else torch.no_grad())
+        if grad is not None:
+            mode = torch.enable_grad()
+        else:
+            mode = nullcontext() if keep_graph or not torch.is_grad_enabled() else torch.no_grad()
         output = None
         stopped = False
         with mode, scope:
