@@ -33,7 +33,6 @@ import importlib.metadata as md
 import importlib.util
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -347,7 +346,7 @@ def profile_mlp(inner: int = 20000) -> str:
     buf = io.StringIO()
     st = pstats.Stats(prof, stream=buf)
     st.sort_stats("tottime").print_stats(30)
-    buf.write("\n(per-call µs = tottime / %d * 1e6; cProfile inflates small functions)\n" % inner)
+    buf.write(f"\n(per-call µs = tottime / {inner} * 1e6; cProfile inflates small functions)\n")
     return buf.getvalue()
 
 
