@@ -1,0 +1,111 @@
+"""``tsi probe``: fit linear probes on labelled texts and print accuracy and control per site."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "fit linear probes on labelled texts (JSONL with 'text' and 'label') and print accuracy vs control per site"
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("probe", help=HELP, description=HELP + ".")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"model name or path (default {DEFAULT_MODEL})"
+    )
+    parser.add_argument(
+        "--data", required=True, metavar="FILE", help='JSONL, one {"text": ..., "label": ...} object per line'
+    )
+    parser.add_argument("--sites", default="blocks.*.resid_post", help="site names or globs, comma-separated")
+    parser.add_argument(
+        "--position", default="-1", help="token read in each text: an integer (-1: last) or 'mean'"
+    )
+    parser.add_argument("--task", choices=("auto", "classification", "regression"), default="auto")
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.25, metavar="F", help="validation share (0.25)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--html", metavar="PATH", help="also write the summary table as HTML (atomically)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..probes import fit
+    from .steer import _check_writable, _position, load_model
+
+    texts, labels = read_jsonl(args.data)
+    if args.html:
+        _check_writable(args.html)
+    sites = [s.strip() for s in args.sites.split(",") if s.strip()]
+    model = load_model(args.model)
+    results = fit(
+        model, texts, labels, sites=sites, position=_position(args.position), task=args.task,
+        val_fraction=args.val_fraction, seed=args.seed, progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    _print(results, len(texts))
+    if args.html:
+        from ..steering._vector import atomic_write
+
+        atomic_write(Path(args.html), results.to_html())
+        print(f"wrote {args.html}")
+    return 0
+
+
+def read_jsonl(path: str) -> tuple[list[str], list[Any]]:
+    from ..core import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(
+            f'no data file at {path!r}; give a JSONL file with one {{"text", "label"}} object per line'
+        )
+    texts, labels = [], []
+    with p.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(
+                    f"{path} line {n} is not valid JSON ({exc.msg}); write one object per line"
+                ) from None
+            if not isinstance(row, dict) or "text" not in row or "label" not in row:
+                raise InputError(
+                    f'{path} line {n} needs "text" and "label" keys, e.g. {{"text": "...", "label": 1}}'
+                )
+            texts.append(row["text"])
+            labels.append(row["label"])
+    if not texts:
+        raise InputError(f"{path} holds no examples; give one JSON object per line")
+    return texts, labels
+
+
+def _print(results: Any, n: int) -> None:
+    first = next(iter(results.values()))
+    name = "accuracy" if first.task == "classification" else "R^2"
+    title = f"{n} texts: {first.n_train} train / {first.n_val} validation; control = shuffled labels"
+    if first.task == "classification":
+        title += f"; chance {first.chance:.2f}"
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(title)
+        print(f"{'site':<28}{name:>10}{'control':>10}{'select.':>10}")
+        for site, r in results.items():
+            print(f"{site:<28}{r.score:>10.3f}{r.control_score:>10.3f}{r.selectivity:>10.3f}")
+        return
+    table = Table(title=title)
+    table.add_column("site", style="bold")
+    for col in (name, "control", "selectivity"):
+        table.add_column(col, justify="right")
+    best = max(results.values(), key=lambda r: r.selectivity).site
+    for site, r in results.items():
+        style = "green" if site == best else None
+        table.add_row(site, f"{r.score:.3f}", f"{r.control_score:.3f}", f"{r.selectivity:.3f}", style=style)
+    Console(file=sys.stdout, soft_wrap=False).print(table)
