@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._dtensor import is_dtensor, unshard
 from ._errors import SiteNotReachedError
 from ._interventions import HookContext, Intervention
 from ._site import Site
@@ -69,11 +70,16 @@ class Scope:
     # ---- life cycle ---------------------------------------------------------------------------
     def __enter__(self) -> Scope:
         try:
-            sites: dict[str, Site] = {s.name: s for s in self.interventions}
-            sites.update({s.name: s for s in self.record})
-            recorded = {s.name for s in self.record}
-            for site in sites.values():
-                self._add(site, self.interventions.get(site, []), site.name in recorded)
+            # Group requested sites by the place they are read at (splice sites read at their parent).
+            points: dict[Site, list[tuple[Site, list[Intervention], bool]]] = {}
+            recorded = set(self.record)
+            for site in [*self.interventions, *(s for s in self.record if s not in self.interventions)]:
+                point = site.extra.get("parent", site)
+                points.setdefault(point, []).append(
+                    (site, self.interventions.get(site, []), site in recorded)
+                )
+            for point, entries in points.items():
+                self._add(point, entries)
             if self.root is not None and any(
                 iv.needs_offset for ivs in self.interventions.values() for iv in ivs
             ):
@@ -118,8 +124,9 @@ class Scope:
         self.offset = offset
         return None
 
-    def _add(self, site: Site, ivs: list[Intervention], record: bool) -> None:
-        body = self._make_body(site, ivs, record)
+    def _add(self, site: Site, entries: list[tuple[Site, list[Intervention], bool]]) -> None:
+        """One hook at ``site``'s place: ``entries`` are the site itself and any splice sites derived from it."""
+        body = self._make_body(site, entries)
         my_id = self.id
         active = _ACTIVE.get
         if site.kind == "output":
@@ -139,44 +146,75 @@ class Scope:
 
             self._handles.append(site.module.register_forward_pre_hook(pre_hook, with_kwargs=True))
 
-    def _make_body(self, site: Site, ivs: list[Intervention], record: bool) -> Callable[[Any], Any]:
-        name = site.name
-        cache = self.cache
-        fired = self.fired
-        pending = self._pending
+    def _make_body(
+        self, site: Site, entries: list[tuple[Site, list[Intervention], bool]]
+    ) -> Callable[[Any], Any]:
+        own = [e for e in entries if e[0] is site]
+        splices: dict[Any, dict[str, tuple[Site, list[Intervention], bool]]] = {}
+        for entry in entries:
+            if entry[0] is not site:
+                splices.setdefault(entry[0].extra["splice"], {})[entry[0].extra["part"]] = entry
+        process = self._process
         grad = self.grad
-        stop = self.stop
-        device = self.cache_device
-        view = site.n_heads is not None
 
         def body(payload: Any) -> Any:
-            n = fired.get(name, 0)
-            fired[name] = n + 1
             value = site.get(payload)
+            restore = None
+            if is_dtensor(value):
+                value, restore = unshard(value)
             changed = False
-            if ivs:
-                ctx = HookContext(site, self.offset, self.generating or _GENERATING.get(), n)
-                for iv in ivs:
-                    new = iv(value, ctx)
-                    if new is not value:
-                        value, changed = new, True
-            if record:
-                if grad:
-                    if not value.requires_grad:
-                        value = value.detach().requires_grad_(True)
-                        changed = True
-                    elif view:
-                        changed = True  # route the downstream graph through this view
-                    cache[name] = value
-                else:
-                    kept = value.detach()
-                    if device is not None:
-                        kept = kept.to(device)
-                    cache[name] = kept
-                if stop:
-                    pending.discard(name)
-                    if not pending:
-                        raise StopForward
-            return site.put(payload, value) if changed else None
+            if own:  # the site's own interventions; it is recorded after its splices, as the model sees it
+                value, changed = process(own[0][0], own[0][1], False, value)
+            for splice, parts in splices.items():
+                latents, error = splice.parts(value, detached=grad)
+                rebuilt = grad and any(e[2] for e in parts.values())  # keep recorded parts in the graph
+                if "latents" in parts:
+                    latents, c = process(*parts["latents"], latents)
+                    rebuilt |= c
+                if "error" in parts:
+                    error, c = process(*parts["error"], error)
+                    rebuilt |= c
+                if rebuilt:
+                    value, changed = splice.join(latents, error), True
+            if own and own[0][2]:
+                value, c = process(own[0][0], (), True, value, count=False)
+                changed |= c
+            if not changed:
+                return None
+            return site.put(payload, value if restore is None else restore(value))
 
         return body
+
+    def _process(
+        self, site: Site, ivs, record: bool, value: torch.Tensor, count: bool = True
+    ) -> tuple[torch.Tensor, bool]:
+        """Apply ``ivs`` to ``value`` and record it; returns the value the model continues with."""
+        name = site.name
+        n = self.fired.get(name, 0)
+        if count:
+            self.fired[name] = n + 1
+        changed = False
+        if ivs:
+            ctx = HookContext(site, self.offset, self.generating or _GENERATING.get(), n)
+            for iv in ivs:
+                new = iv(value, ctx)
+                if new is not value:
+                    value, changed = new, True
+        if record:
+            if self.grad:
+                if not value.requires_grad:
+                    value = value.detach().requires_grad_(True)
+                    changed = True
+                elif site.n_heads is not None:
+                    changed = True  # route the downstream graph through this view
+                self.cache[name] = value
+            else:
+                kept = value.detach()
+                if self.cache_device is not None:
+                    kept = kept.to(self.cache_device)
+                self.cache[name] = kept
+            if self.stop:
+                self._pending.discard(name)
+                if not self._pending:
+                    raise StopForward
+        return value, changed

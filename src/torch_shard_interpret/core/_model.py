@@ -29,6 +29,7 @@ from ._hooks import _GENERATING, Scope, StopForward
 from ._inputs import is_hf, output_logits, prepare
 from ._interventions import Intervention, as_intervention
 from ._site import Site, is_glob, match_glob, parse_raw
+from ._splice import Splice
 
 SiteSpec = str | Sequence[str] | None
 InterventionSpec = Mapping[str, Intervention | Sequence[Intervention] | Callable] | None
@@ -150,6 +151,42 @@ class Model:
                 "call model.set_attention('eager') first (slower, but it exposes the patterns)"
             )
         return site
+
+    # ---- splices (e.g. sparse autoencoders) ---------------------------------------------------
+    def add_splice(
+        self, site: str, name: str, encode: Callable, decode: Callable, latent_dim: str = "d_sae"
+    ) -> list[str]:
+        """Add the sites ``{site}.{name}.latents`` and ``{site}.{name}.error``: ``encode(x)`` and
+        ``x - decode(encode(x))`` at ``site``. They can be cached, patched, ablated and steered like any site;
+        when one is changed the model continues with ``decode(latents) + error``. Returns the new names."""
+        parent = self.site(site)
+        if parent.extra.get("parent") is not None or parent.n_heads is not None:
+            raise InterventionError(f"a splice needs a plain activation site, not {site!r}")
+        splice = Splice(name, encode, decode, latent_dim)
+        names = []
+        for part in ("latents", "error"):
+            full = f"{site}.{name}.{part}"
+            layout = parent.layout
+            if part == "latents" and layout is not None:
+                layout = (*layout[:-1], latent_dim)
+            self._sites[full] = Site(
+                full,
+                parent.module_path,
+                parent.module,
+                parent.kind,
+                parent.index,
+                layout,
+                extra={"parent": parent, "splice": splice, "part": part},
+            )
+            names.append(full)
+        self._globs.clear()
+        return names
+
+    def remove_splice(self, site: str, name: str) -> None:
+        """Remove the sites added by ``add_splice(site, name, ...)``."""
+        for part in ("latents", "error"):
+            self._sites.pop(f"{site}.{name}.{part}", None)
+        self._globs.clear()
 
     # ---- attention implementation -------------------------------------------------------------
     @property
