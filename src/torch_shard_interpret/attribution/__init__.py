@@ -2,6 +2,8 @@
 
 from ._dla import DLAResult as DLAResult
 from ._dla import direct_logit_attribution as direct_logit_attribution
+from ._ig import IGResult as IGResult
+from ._ig import integrated_gradients as integrated_gradients
 from ._saliency import saliency as saliency
 
-__all__ = ["DLAResult", "direct_logit_attribution", "saliency"]
+__all__ = ["DLAResult", "IGResult", "direct_logit_attribution", "integrated_gradients", "saliency"]

@@ -1,0 +1,310 @@
+"""Integrated gradients (Sundararajan et al. 2017) on the input embeddings.
+
+For an input embedding ``x`` ``[pos, d_model]`` (the ``embed`` site), a baseline ``x'`` and a scalar
+``f`` (one logit, or ``metric(logits)``), the attribution of dimension ``d`` at position ``p`` is
+
+    IG[p, d] = (x - x')[p, d] * integral_0^1 df/dx[p, d] (x' + a (x - x')) da
+
+and completeness says ``sum(IG) == f(x) - f(x')``. The integral is a quadrature over ``steps`` points:
+``method="gausslegendre"`` (default; exact for polynomials of degree ``2 * steps - 1`` in ``a``, so very
+accurate on smooth paths) or ``"trapezoid"`` (``steps`` intervals, ``steps + 1`` points, both ends
+included) or ``"riemann_middle"``. The weights sum to one in every rule, so a model that is linear in its
+embeddings gets ``gradient x (input - baseline)`` exactly.
+
+The interpolated embeddings go in through the ``embed`` site with ``tsi.Set`` (so positional embeddings
+and everything else of the real model stay as they are), ``batch_size`` interpolation points per forward
+pass as one batch, and the gradients come from the core's ``grad=``. ``IGResult.completeness_error``
+reports how well the quadrature did; ``passes(tol)`` checks it relative to ``f(x) - f(x')``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core._errors import InputError
+from ..core._interventions import Set
+from ..core._model import Model
+from ..lens._logit import as_token_id, str_tokens
+
+METHODS = ("gausslegendre", "trapezoid", "riemann_middle")
+BASELINES = ("zero", "pad")
+
+
+@dataclass
+class IGResult:
+    """Integrated-gradients attributions of one prompt. See the module docstring for the definition."""
+
+    attributions: torch.Tensor
+    """``[pos]`` attribution per input token (``per_dim`` summed over ``d_model``)."""
+    per_dim: torch.Tensor
+    """``[pos, d_model]`` attribution per embedding dimension."""
+    f_input: float
+    """``f`` at the real input."""
+    f_baseline: float
+    """``f`` at the baseline."""
+    str_tokens: list[str] = field(default_factory=list)
+    target: int | None = None
+    """The token whose logit is ``f`` (None when a ``metric`` was given)."""
+    target_str: str | None = None
+    position: int = -1
+    steps: int = 0
+    method: str = "gausslegendre"
+    baseline: str = "zero"
+    """``"zero"``, ``"pad"`` or ``"tensor"``."""
+    warp: int = 1
+    """The points sit at ``alpha = t**warp`` (see ``quadrature``)."""
+
+    @property
+    def delta(self) -> float:
+        """``f(input) - f(baseline)``: what the attributions should add up to."""
+        return self.f_input - self.f_baseline
+
+    @property
+    def completeness_error(self) -> float:
+        """``sum(attributions) - (f(input) - f(baseline))``."""
+        return float(self.attributions.sum()) - self.delta
+
+    @property
+    def relative_error(self) -> float:
+        """``|completeness_error| / |f(input) - f(baseline)|``."""
+        return abs(self.completeness_error) / max(abs(self.delta), 1e-12)
+
+    def passes(self, tol: float = 0.05) -> bool:
+        """True when the relative completeness error is at most ``tol`` (more ``steps`` lowers it)."""
+        return self.relative_error <= tol
+
+    @property
+    def label(self) -> str:
+        return f"logit({self.target_str!r})" if self.target_str is not None else "metric"
+
+    def summary(self) -> str:
+        """One line: the check and the top tokens."""
+        order = self.attributions.abs().argsort(descending=True)[:3].tolist()
+        top = ", ".join(f"{self.str_tokens[i]!r}·{i} {float(self.attributions[i]):+.3f}" for i in order)
+        return (
+            f"IG of {self.label}: f(input) - f(baseline) = {self.delta:+.4f}, sum = "
+            f"{float(self.attributions.sum()):+.4f}, completeness error {self.completeness_error:+.2e} "
+            f"({100 * self.relative_error:.2f}%, {self.steps} {self.method} steps); top: {top}"
+        )
+
+    def to_html(self) -> str:
+        """A self-contained HTML page: the prompt's tokens coloured by attribution (red raises ``f``)."""
+        from ..report import _svg as svg
+        from ..report._html import esc, standalone
+
+        values = self.attributions.tolist()
+        vmax = max((abs(v) for v in values), default=0.0) or 1.0
+        titles = [f"position {i}: IG {v:+.4f}" for i, v in enumerate(values)]
+        chips = svg.colored_tokens(self.str_tokens, values, vmax=vmax, titles=titles)
+        check = "passes" if self.passes() else "fails"
+        body = (
+            f"<h1>Integrated gradients</h1><p>Attribution of {esc(self.label)} to each input embedding "
+            f"(baseline: {esc(self.baseline)}, {self.steps} {esc(self.method)} steps). Red raises it, blue lowers it.</p>"
+            f"<div>{chips}</div><p>Completeness: f(input) − f(baseline) = {self.delta:+.4f}; sum of attributions = "
+            f"{float(self.attributions.sum()):+.4f}; error {self.completeness_error:+.2e} "
+            f"({100 * self.relative_error:.2f}%, {check} the 5% check).</p>"
+        )
+        return standalone("Integrated gradients", body)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+def quadrature(steps: int, method: str = "gausslegendre", warp: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(alphas, weights)`` of a rule on ``[0, 1]`` (float64; the weights sum to one).
+
+    ``warp=p > 1`` substitutes ``alpha = t**p`` (weights times ``p * t**(p - 1)``), which crowds the points
+    towards ``alpha = 0``; the weights still sum to one exactly for Gauss-Legendre (``p <= 2 * steps``)."""
+    alphas, weights = _rule(steps, method)
+    if warp != 1:
+        if not isinstance(warp, int) or warp < 1:
+            raise InputError(f"warp must be a positive integer, not {warp!r}")
+        t = alphas
+        alphas, weights = t**warp, weights * warp * t ** (warp - 1)
+    return alphas, weights
+
+
+def _rule(steps: int, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if method not in METHODS:
+        raise InputError(f"unknown integration method {method!r}; choose one of {', '.join(METHODS)}")
+    if steps < 1:
+        raise InputError(f"steps must be at least 1, not {steps}")
+    if method == "gausslegendre":
+        x, w = np.polynomial.legendre.leggauss(steps)
+        return torch.from_numpy((x + 1) / 2), torch.from_numpy(w / 2)
+    if method == "trapezoid":
+        alphas = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
+        weights = torch.full((steps + 1,), 1.0 / steps, dtype=torch.float64)
+        weights[0] = weights[-1] = 0.5 / steps
+        return alphas, weights
+    alphas = (torch.arange(steps, dtype=torch.float64) + 0.5) / steps
+    return alphas, torch.full((steps,), 1.0 / steps, dtype=torch.float64)
+
+
+def integrated_gradients(
+    model: Model,
+    prompt: Any,
+    target: int | str | None = None,
+    *,
+    baseline: str | torch.Tensor | None = None,
+    steps: int = 32,
+    batch_size: int = 8,
+    metric: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    position: int = -1,
+    method: str = "gausslegendre",
+    warp: int | None = None,
+    keep: Sequence[int] = (),
+    site: str = "embed",
+) -> IGResult:
+    """Integrated gradients of ``logit(target)`` at ``position`` (or of ``metric``) on the input embeddings.
+
+    Args:
+        model: a ``tsi.Model`` with an ``embed`` site (or pass ``site=`` a raw site such as ``"emb:output"``).
+        prompt: one prompt (text or ``[1, pos]`` token ids).
+        target: a one-token string (``" Paris"``) or id; ``None`` uses the model's top prediction at
+            ``position``. Ignored when ``metric`` is given.
+        baseline: ``None``/``"zero"`` (zero embeddings), ``"pad"`` (the embedding of the pad token at every
+            position, through the real embedding layer) or a tensor ``[pos, d_model]`` (or ``[1, pos, d_model]``).
+        steps: quadrature points (``trapezoid``: intervals).
+        batch_size: interpolation points per forward pass (bounds memory).
+        metric: ``metric(logits) -> [batch]``; ``f`` is then its value instead of one logit.
+        position: the position whose prediction is explained (default the last).
+        method: ``"gausslegendre"`` (default), ``"trapezoid"`` or ``"riemann_middle"``.
+        warp: place the points at ``alpha = t**warp`` (see ``quadrature``). Default: 3 for the zero baseline,
+            1 otherwise. Why: a model that normalises its input (RMSNorm/LayerNorm in the first block) is
+            scale-invariant in ``alpha`` except very close to 0, where ``|alpha x|`` drops below the norm's
+            ``eps``; ``f`` then changes abruptly near ``alpha = 0`` and evenly spread points miss it.
+        keep: positions whose baseline is the input itself (they get zero attribution). ``keep=[0]`` is
+            useful on models that use the first token as an attention sink (SmolLM2, no BOS): moving that
+            embedding makes ``f`` along the path very rough and the quadrature needs many more steps.
+        site: where the embeddings are interpolated (default ``"embed"``).
+
+    Returns:
+        ``IGResult`` with ``attributions`` ``[pos]``, ``per_dim`` ``[pos, d_model]``, ``f_input``,
+        ``f_baseline`` and ``completeness_error``.
+    """
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, not {batch_size}")
+    ids = _token_ids(model, prompt)  # [1, pos]
+    first = model.run(ids, cache=site)
+    x = first.cache[site]  # [1, pos, d_model]
+    if x.shape[0] != 1:
+        raise InputError(f"integrated_gradients takes one prompt, not a batch of {x.shape[0]}")
+    n_pos = x.shape[1]
+    if not -n_pos <= position < n_pos:
+        raise InputError(f"position {position} is outside the prompt of {n_pos} tokens")
+    target_id = None
+    if metric is None:
+        target_id = as_token_id(model, target)
+        if target_id is None:
+            target_id = int(first.logits[0, position].argmax())
+    f = _scalar_fn(metric, target_id, position)
+    with torch.no_grad():
+        f_input = float(_values(f, first.logits, 1)[0])
+    base, base_kind = _baseline(model, ids, x, baseline, site)  # [1, pos, d_model]
+    if keep:
+        base = base.clone()
+        for p in keep:
+            if not -n_pos <= p < n_pos:
+                raise InputError(f"keep position {p} is outside the prompt of {n_pos} tokens")
+            base[:, p] = x[:, p]
+    if warp is None:
+        warp = 3 if base_kind == "zero" else 1
+    alphas, weights = quadrature(steps, method, warp)
+
+    f_baseline = float(_values(f, model.run(ids, interventions={site: Set(base)}).logits, 1)[0])
+    diff = (x - base).float()  # [1, pos, d_model]
+    total = torch.zeros_like(diff[0], dtype=torch.float64)  # [pos, d_model] weighted sum of gradients
+    for start in range(0, len(alphas), batch_size):
+        a = alphas[start : start + batch_size]
+        w = weights[start : start + batch_size]
+        k = len(a)
+        a_t = a.to(diff.device, torch.float32).view(k, 1, 1)
+        points = (base.float() + a_t * diff).to(x.dtype)  # [k, pos, d_model]
+        run = model.run(
+            ids.expand(k, -1),
+            cache=site,
+            interventions={site: Set(points)},
+            grad=lambda r, k=k: _values(f, r.logits, k).sum(),
+        )
+        grads = run.grads[
+            site
+        ].double()  # [k, pos, d_model]; rows are independent, so d(sum)/d(row) = df/d(row)
+        total += (grads * w.to(grads.device).view(k, 1, 1)).sum(0)
+    per_dim = (diff[0].double() * total).float().cpu()  # [pos, d_model]
+    tokens = str_tokens(model, ids[0].cpu())
+    return IGResult(
+        attributions=per_dim.sum(-1),
+        per_dim=per_dim,
+        f_input=f_input,
+        f_baseline=f_baseline,
+        str_tokens=tokens,
+        target=target_id,
+        target_str=model.tokenizer.decode([target_id])
+        if target_id is not None and model.tokenizer is not None
+        else (str(target_id) if target_id is not None else None),
+        position=position % n_pos,
+        steps=steps,
+        method=method,
+        baseline=base_kind,
+        warp=warp,
+    )
+
+
+def _token_ids(model: Model, prompt: Any) -> torch.Tensor:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise InputError("the prompt is empty; give some text, e.g. 'The Eiffel Tower is in the city of'")
+        return model.to_tokens(prompt)
+    if torch.is_tensor(prompt):
+        ids = prompt.unsqueeze(0) if prompt.ndim == 1 else prompt
+        if ids.ndim != 2 or ids.shape[0] != 1 or ids.dtype not in (torch.long, torch.int, torch.int32):
+            raise InputError(
+                f"integrated_gradients takes one prompt: text or token ids [1, pos], not {tuple(ids.shape)}"
+            )
+        return ids.long()
+    raise InputError(f"integrated_gradients takes text or token ids, not {type(prompt).__name__}")
+
+
+def _scalar_fn(
+    metric: Callable | None, target: int | None, position: int
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    if metric is not None:
+        return metric
+    return lambda logits: logits[:, position, target]
+
+
+def _values(f: Callable, logits: torch.Tensor, k: int) -> torch.Tensor:
+    out = f(logits)
+    if not torch.is_tensor(out) or out.shape != (k,):
+        shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+        raise InputError(f"metric(logits) must return one value per batch row, shape ({k},), not {shape}")
+    return out.float()
+
+
+def _baseline(
+    model: Model, ids: torch.Tensor, x: torch.Tensor, baseline: Any, site: str
+) -> tuple[torch.Tensor, str]:
+    if baseline is None or (isinstance(baseline, str) and baseline == "zero"):
+        return torch.zeros_like(x), "zero"
+    if isinstance(baseline, str):
+        if baseline != "pad":
+            raise InputError(f"unknown baseline {baseline!r}; use 'zero', 'pad' or a tensor [pos, d_model]")
+        tok = model.tokenizer
+        pad = getattr(tok, "pad_token_id", None) if tok is not None else None
+        if pad is None:
+            raise InputError("baseline='pad' needs a tokenizer with a pad token; use 'zero' or a tensor")
+        return model.run(torch.full_like(ids, pad), cache=site).cache[site], "pad"
+    if torch.is_tensor(baseline):
+        b = baseline.unsqueeze(0) if baseline.ndim == x.ndim - 1 else baseline
+        if b.shape != x.shape:
+            raise InputError(
+                f"the baseline has shape {tuple(baseline.shape)} but the {site} site has {tuple(x.shape[1:])}"
+            )
+        return b.to(x.device, x.dtype), "tensor"
+    raise InputError(f"baseline must be None, 'zero', 'pad' or a tensor, not {type(baseline).__name__}")

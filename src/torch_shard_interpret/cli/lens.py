@@ -1,0 +1,158 @@
+"""``tsi lens "PROMPT"``: the logit (or tuned) lens of a prompt in the terminal, optionally as HTML.
+
+``tsi lens --train TEXTFILE --save PATH`` trains a tuned lens instead (one training text per line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HELP = "show the logit lens (or a tuned lens) of a prompt, or train a tuned lens"
+DEFAULT_MODEL = "smollm2-135m"
+_PRELOADED: dict[str, Any] = {}  # name -> wrapped model, used instead of loading (tests, notebooks)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("lens", help=HELP, description=HELP + ".")
+    parser.add_argument("prompt", metavar="PROMPT", nargs="?", help="the text to read the lens of")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"model name or path (default {DEFAULT_MODEL})"
+    )
+    parser.add_argument(
+        "--target", metavar="TOKEN", help="show the rank of this one token per layer, e.g. ' Paris'"
+    )
+    parser.add_argument(
+        "--tuned", metavar="PATH", help="use the tuned lens saved at PATH instead of the logit lens"
+    )
+    parser.add_argument("--out", metavar="DIR", help="also write DIR/lens.html (atomically)")
+    parser.add_argument(
+        "--layers", type=int, default=12, metavar="N", help="rows shown in the table (default 12)"
+    )
+    parser.add_argument(
+        "--train", metavar="TEXTFILE", help="train a tuned lens on TEXTFILE (one text per line)"
+    )
+    parser.add_argument("--save", metavar="PATH", help="where --train writes the tuned lens (a directory)")
+    parser.add_argument("--steps", type=int, default=250, help="training steps for --train (default 250)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core import InputError
+
+    if args.train:
+        if not args.save:
+            raise InputError("--train needs --save PATH (the directory the tuned lens is written to)")
+        return _train(args)
+    if not args.prompt or not args.prompt.strip():
+        raise InputError('give a prompt, e.g. tsi lens "The Eiffel Tower is in the city of"')
+    if args.out:
+        _check_dir(Path(args.out))
+    model = _load(args.model)
+    import torch_shard_interpret as tsi
+
+    if args.tuned:
+        lens = tsi.lens.TunedLens.load(args.tuned)
+        result = lens(model, args.prompt, target=args.target)
+        kind = "tuned lens"
+    else:
+        result = tsi.lens.logit_lens(model, args.prompt, target=args.target)
+        kind = "logit lens"
+    _table(result, kind, args)
+    if args.out:
+        path = _write(Path(args.out) / "lens.html", result.to_html())
+        print(f"html: {path.resolve()}")
+    return 0
+
+
+def _load(name: str) -> Any:
+    model = _PRELOADED.get(name)
+    if model is None:
+        import torch_shard_interpret as tsi
+
+        model = tsi.load(name)
+    return model
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..core import InputError
+
+    src = Path(args.train)
+    if not src.is_file():
+        raise InputError(
+            f"--train {str(src)!r} is not a file; give a text file with one training text per line"
+        )
+    texts = [line for line in src.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise InputError(f"--train {str(src)!r} has no text")
+    _check_dir(Path(args.save))
+    model = _load(args.model)
+    import torch_shard_interpret as tsi
+
+    lens = tsi.lens.TunedLens.train(model, texts, steps=args.steps, progress=sys.stderr.isatty())
+    path = lens.save(args.save)
+    print(
+        f"tuned lens: {path.resolve()} ({lens.info.get('tokens')} tokens, final mean KL {lens.info.get('final_mean_kl'):.3f})"
+    )
+    return 0
+
+
+def _table(result: Any, kind: str, args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(file=sys.stdout, soft_wrap=True, highlight=False)
+    n = result.n_layers
+    rows = sorted({round(i * (n - 1) / max(min(args.layers, n) - 1, 1)) for i in range(min(args.layers, n))})
+    if args.target:
+        ranks = result.rank()[:, -1]  # [n_layers]
+        probs = result.prob()[:, -1]
+        table = Table(title=f"{kind}: rank of {args.target!r} at the last position", title_justify="left")
+        table.add_column("layer", justify="right")
+        table.add_column("rank", justify="right")
+        table.add_column("prob", justify="right")
+        table.add_column("top token")
+        top = result.top_tokens(1)
+        for i in rows:
+            table.add_row(str(i), str(int(ranks[i])), f"{float(probs[i]):.3f}", repr(top[i][-1][0][0]))
+    else:
+        cols = list(range(max(0, len(result.positions) - 8), len(result.positions)))
+        table = Table(title=f"{kind}: top token per layer (last {len(cols)} positions)", title_justify="left")
+        table.add_column("layer", justify="right")
+        for c in cols:
+            table.add_column(repr(result.str_tokens[c]))
+        top = result.top_tokens(1)
+        for i in rows:
+            table.add_row(str(i), *(f"{top[i][c][0][0]!r} {top[i][c][0][1]:.2f}" for c in cols))
+    out.print(table)
+
+
+def _check_dir(path: Path) -> None:
+    from ..core import InputError
+
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{str(path)!r} is a file; give a directory path")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise InputError(
+            f"cannot write to {str(path)!r}: {str(probe)!r} is not writable; choose another directory"
+        )
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
