@@ -12,10 +12,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv demo test lint format bench clean
 
-venv: $(STAMP)
+venv: $(STAMP) $(CHROMIUM_STAMP)
 
 # The stamp makes `make venv` a no-op once installed, until pyproject.toml changes.
 # torch is installed only when the venv cannot import it, so an existing (e.g. CUDA) build is kept.
+# Browser tests drive Debian's chromium (never a browser download); install it when missing and possible.
+CHROMIUM_STAMP := $(VENV)/.chromium
+
+$(CHROMIUM_STAMP):
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+		echo "note: chromium is not installed; browser tests will be skipped"
+	@mkdir -p $(VENV) && touch $@
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || \
