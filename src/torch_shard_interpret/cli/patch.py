@@ -1,0 +1,176 @@
+"""``tsi patch``: activation (or attribution) patching of a clean/corrupt prompt pair, as an HTML heatmap."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HELP = "patch clean activations into a corrupt prompt, site by site and position by position (HTML heatmap)"
+DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_SITES = "blocks.*.resid_pre"
+FILE_NAME = "patching.html"
+
+# Already wrapped models by name, used instead of loading (tests and notebooks), as in ``tsi report``.
+_PRELOADED: dict[str, Any] = {}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "patch",
+        help=HELP,
+        description=HELP
+        + f". The metric is logit(TARGET) - logit(BASELINE) at the last position; the heatmap is "
+        f"written atomically to DIR/{FILE_NAME}.",
+    )
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"model name or path (default {DEFAULT_MODEL})"
+    )
+    parser.add_argument("--clean", required=True, metavar="TEXT", help="the prompt with the behaviour")
+    parser.add_argument(
+        "--corrupt",
+        required=True,
+        metavar="TEXT",
+        help="the same prompt with the key tokens changed (same length)",
+    )
+    parser.add_argument(
+        "--target", required=True, metavar="TOKEN", help="the clean answer, one token, e.g. ' Mary'"
+    )
+    parser.add_argument("--baseline", required=True, metavar="TOKEN", help="the corrupt answer, e.g. ' John'")
+    parser.add_argument(
+        "--sites", default=DEFAULT_SITES, help=f"site glob to patch (default {DEFAULT_SITES})"
+    )
+    parser.add_argument(
+        "--method", choices=("exact", "attribution"), default="exact",
+        help="exact activation patching (batched forwards) or attribution patching (2 forwards + 1 backward)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--direction", choices=("denoise", "noise"), default="denoise",
+        help="denoise: run corrupt, patch clean in (default); noise: run clean, patch corrupt in",
+    )  # fmt: skip
+    parser.add_argument(
+        "--heads", action="store_true", help="one cell per attention head (needs attn.z sites)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, metavar="N", help="patched runs per forward (default: by memory)"
+    )
+    parser.add_argument(
+        "--top", type=int, default=10, metavar="N", help="cells in the terminal table (default 10)"
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", help="output directory (default reports/patch-<slug-of-clean>)"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core import InputError
+    from ..patching import activation_patching, attribution_patching
+
+    for name in ("clean", "corrupt", "target", "baseline"):
+        if not getattr(args, name):
+            raise InputError(f"--{name} is empty; give the text")
+    if args.top < 0:
+        raise InputError(f"--top must be 0 or more, not {args.top}")
+    out_dir = Path(args.out) if args.out else Path("reports") / f"patch-{_slug(args.clean)}"
+    _check_out_dir(out_dir)  # fail before the slow part; nothing is created yet
+
+    model = _PRELOADED.get(args.model)
+    if model is None:
+        import torch_shard_interpret as tsi
+
+        model = tsi.load(args.model)
+    target, baseline = model.token_id(args.target), model.token_id(args.baseline)
+
+    def metric(logits):
+        return logits[:, -1, target] - logits[:, -1, baseline]
+
+    if args.method == "exact":
+        result = activation_patching(
+            model, args.clean, args.corrupt, metric, sites=args.sites, heads=args.heads,
+            direction=args.direction, batch_size=args.batch_size,
+        )  # fmt: skip
+    else:
+        if args.batch_size is not None:
+            raise InputError("--batch-size applies to --method exact only (attribution runs 2 forwards)")
+        result = attribution_patching(
+            model,
+            args.clean,
+            args.corrupt,
+            metric,
+            sites=args.sites,
+            heads=args.heads,
+            direction=args.direction,
+        )
+    title = f"{'Activation' if args.method == 'exact' else 'Attribution'} patching · {args.model}"
+    path = _write(result.to_html(title), out_dir / FILE_NAME)
+    _summary(result, args, path)
+    return 0
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    import re
+
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    out = ""
+    for w in words:
+        if len(out) + len(w) + 1 > limit:
+            break
+        out = f"{out}-{w}" if out else w
+    return out or "prompt"
+
+
+def _check_out_dir(path: Path) -> None:
+    from ..core import InputError
+
+    path = path.expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--out {str(path)!r} is a file, not a directory; give a directory for {FILE_NAME}")
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write to --out {str(path)!r}: {str(probe)!r} is not a writable directory")
+
+
+def _write(text: str, final: Path) -> Path:
+    """Write ``final`` atomically: a temporary file in the same directory, then ``os.replace``."""
+    final = final.expanduser()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".patching-", suffix=".html.tmp", dir=final.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return final
+
+
+def _summary(result: Any, args: argparse.Namespace, path: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(file=sys.stdout, soft_wrap=True, highlight=False)
+    what = "activation patching" if result.method == "activation" else "attribution patching (estimate)"
+    out.print(f"[bold]tsi patch[/] · {args.model} · {what} · {result.direction}")
+    out.print(f"metric: logit({args.target!r}) - logit({args.baseline!r}) at the last position")
+    out.print(f"clean {result.clean_metric:+.3f} · corrupt {result.corrupt_metric:+.3f}")
+    if args.top:
+        table = Table(title=f"top {args.top} cells by |effect| (1 = fully restored)", title_justify="left")
+        table.add_column("site")
+        table.add_column("head" if result.heads is not None else "position")
+        table.add_column("effect", justify="right")
+        table.add_column("raw", justify="right")
+        for site, col, eff, raw in result.top(args.top):
+            table.add_row(site, col, f"{eff:+.3f}", f"{raw:+.3f}")
+        out.print(table)
+    print(f"heatmap: {path.resolve()}")

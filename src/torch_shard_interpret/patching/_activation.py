@@ -1,0 +1,359 @@
+"""Activation patching, batched: many patched runs share one forward pass.
+
+The patched run of every cell (site x position, or site x head) starts from the same input, so ``k`` cells
+run as one forward of ``k`` copies of that input, and batch row ``r`` gets only cell ``r``'s patch: one
+``tsi.Fn`` per site writes the source activation into the rows (and positions, and heads) that patch
+that site. The result equals one forward per patch, to float tolerance (``tests/patching``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..core._errors import TsiError
+from ..core._interventions import Fn
+from ..core._site import Site
+from ._common import (
+    Metric,
+    PatchingError,
+    call_metric,
+    check_head_sites,
+    check_pair,
+    chunks,
+    progress,
+    rows_per_batch,
+    str_tokens,
+)
+from ._result import PatchResult
+
+if TYPE_CHECKING:
+    from ..core._model import Model
+
+DIRECTIONS = ("denoise", "noise")
+
+
+def activation_patching(
+    model: Model,
+    clean: Any,
+    corrupt: Any,
+    metric: Metric,
+    sites: str | Sequence[str] = "blocks.*.resid_pre",
+    positions: str | int | Sequence[int | Sequence[int]] | None = "each",
+    heads: bool = False,
+    direction: str = "denoise",
+    batch_size: int | None = None,
+    memory_budget: int | str | None = None,
+    progress_bar: bool | None = None,
+    normalize: bool = True,
+    share_prefix: bool | None = None,
+) -> PatchResult:
+    """Patch one activation at a time and measure ``metric`` on each patched run.
+
+    ``metric(logits) -> Tensor[batch]``: one value per batch row, e.g. ``logits[:, -1, mary] -
+    logits[:, -1, john]``; it is called on batches of patched runs. ``direction="denoise"`` runs the
+    corrupt prompt and patches in clean activations; ``"noise"`` runs the clean prompt and patches in
+    corrupt ones. ``positions``: ``"each"`` (one column per position), ``"all"`` (one column patching
+    every position), or a list whose items are positions or lists of positions patched together.
+    ``heads=True`` (sites with a head dimension, ``blocks.*.attn.z``): one column per head, each patched
+    at all positions (or at the positions given as a list).
+
+    Cells run ``batch_size`` at a time in one forward (default: as many as ``memory_budget`` bytes allow,
+    1 GiB by default). Returns a ``PatchResult`` whose ``effects`` are normalised as
+    ``(patched - baseline) / (target - baseline)`` (see ``PatchResult``; ``normalize=False`` keeps
+    ``effects == raw``).
+
+    ``share_prefix`` (default: on where it works): cells patched in block ``L`` only differ from the
+    unpatched run from block ``L`` on, so a batch starts as one row and grows at each block's input by
+    the rows patched in that block (copies of the unpatched row); the blocks before a cell's block run
+    once for all of them. It applies to ``blocks.N.*`` sites of Hugging Face models; the first batch is
+    checked against a plain one-row patched run, and any failure falls back to fixed batches.
+    """
+    if direction not in DIRECTIONS:
+        raise PatchingError(f"direction must be 'denoise' or 'noise', not {direction!r}")
+    clean_ids, corrupt_ids = check_pair(model, clean, corrupt)
+    site_objs = model.resolve(sites)
+    if not site_objs:
+        raise PatchingError(f"sites={sites!r} selects no site of this model")
+    if heads:
+        check_head_sites(site_objs, "sites")
+    names = [s.name for s in site_objs]
+    clean_run = model.run(clean_ids, cache=names)
+    corrupt_run = model.run(corrupt_ids, cache=names)
+    clean_m = float(call_metric(metric, clean_run.logits, 1)[0])
+    corrupt_m = float(call_metric(metric, corrupt_run.logits, 1)[0])
+    base_ids, source = (corrupt_ids, clean_run) if direction == "denoise" else (clean_ids, corrupt_run)
+    baseline, target = (corrupt_m, clean_m) if direction == "denoise" else (clean_m, corrupt_m)
+    scale = _scale(normalize, baseline, target)
+
+    n_pos = clean_ids.shape[1]
+    n_heads = source.cache[names[0]].shape[2] if heads else None
+    col_pos, col_heads = columns(positions, n_pos, heads, n_heads)
+    for site in site_objs:
+        _check_layout(site, source.cache[site.name], heads)
+    base = corrupt_run if direction == "denoise" else clean_run
+    # A cell whose source value equals the value it replaces (a shared prefix, an unchanged token at the
+    # embedding) cannot change the run: its effect is exactly 0 and it needs no forward.
+    cells = [
+        (i, j)
+        for i in range(len(site_objs))
+        for j in range(len(col_pos))
+        if not _same(
+            source.cache[names[i]], base.cache[names[i]], col_pos[j], col_heads[j] if heads else None
+        )
+    ]
+    k = rows_per_batch(model, base_ids, clean_run.logits, batch_size, memory_budget)
+    blocks = _block_of(model, site_objs) if share_prefix is not False else None
+    if blocks is not None:  # deepest cells last, so that late chunks skip most of the model
+        cells.sort(key=lambda c: blocks[c[0]])
+
+    raw = torch.zeros(len(site_objs), len(col_pos))
+    parts = chunks(len(cells), k)
+    checked = False
+    for part in progress(parts, len(parts), "activation patching", progress_bar):
+        block = [cells[c] for c in part]
+        values = None
+        if blocks is not None:
+            values = _grown_run(
+                model, base_ids, block, blocks, site_objs, source.cache, col_pos, col_heads, metric
+            )
+            if values is not None and not checked:
+                checked = True
+                if not _agrees(
+                    model,
+                    base_ids,
+                    block[-1:],
+                    site_objs,
+                    source.cache,
+                    col_pos,
+                    col_heads,
+                    metric,
+                    values[-1:],
+                ):
+                    values = None
+            if values is None:
+                blocks = None  # this model does not take a batch that grows mid-forward: use fixed batches
+        if values is None:
+            values = _fixed_run(model, base_ids, block, site_objs, source.cache, col_pos, col_heads, metric)
+        for (i, j), v in zip(block, (values - baseline).tolist(), strict=True):
+            raw[i, j] = v
+    return PatchResult(
+        effects=raw / scale,
+        raw=raw,
+        sites=names,
+        positions=col_pos,
+        str_tokens=str_tokens(model, clean_ids),
+        corrupt_str_tokens=str_tokens(model, corrupt_ids),
+        clean_metric=clean_m,
+        corrupt_metric=corrupt_m,
+        direction=direction,
+        method="activation",
+        heads=col_heads if heads else None,
+        info={
+            "forwards": 2 + len(parts),
+            "batch_size": k,
+            "cells_run": len(cells),
+            "shared_prefix": blocks is not None,
+        },
+    )
+
+
+# ---- pieces shared with path patching ----------------------------------------------------------------
+def _scale(normalize: bool, baseline: float, target: float) -> float:
+    if not normalize:
+        return 1.0
+    gap = target - baseline
+    if abs(gap) <= 1e-6 * max(1.0, abs(target), abs(baseline)):
+        raise PatchingError(
+            f"the clean and corrupt prompts give the same metric ({target:.6g}), so the normalised effect is "
+            "undefined; choose prompts that differ on the metric, or pass normalize=False for raw changes"
+        )
+    return gap
+
+
+def columns(
+    positions: Any, n_pos: int, heads: bool, n_heads: int | None
+) -> tuple[list[list[int]], list[int] | None]:
+    """The positions each column patches, and (head mode) each column's head."""
+
+    def norm(p: Any) -> int:
+        if isinstance(p, bool) or not isinstance(p, int):
+            raise PatchingError(f"positions must hold ints (or lists of ints), not {p!r}")
+        if not -n_pos <= p < n_pos:
+            raise PatchingError(
+                f"position {p} is out of range: the prompts have {n_pos} tokens (0..{n_pos - 1})"
+            )
+        return p % n_pos
+
+    every = list(range(n_pos))
+    if positions is None or (isinstance(positions, str) and positions in ("all", "each")):
+        if heads or positions in (None, "all"):
+            groups = [every]
+        else:
+            groups = [[p] for p in every]
+    elif isinstance(positions, str):
+        raise PatchingError(f"positions={positions!r} is unknown; use 'each', 'all' or a list of positions")
+    elif isinstance(positions, int):
+        groups = [[norm(positions)]]
+    else:
+        items = list(positions.tolist() if torch.is_tensor(positions) else positions)
+        if not items:
+            raise PatchingError("positions is empty; give at least one position")
+        groups = [[norm(q) for q in p] if isinstance(p, (list, tuple)) else [norm(p)] for p in items]
+        if any(not g for g in groups):
+            raise PatchingError("positions holds an empty group; each group needs at least one position")
+        if heads:  # every head column patches all the given positions together
+            groups = [sorted({p for g in groups for p in g})]
+    if heads:
+        assert n_heads is not None
+        return [groups[0]] * n_heads, list(range(n_heads))
+    widths = {len(g) for g in groups}
+    if len(widths) > 1:
+        raise PatchingError("position groups must all have the same size (e.g. [[1, 3], [2, 4]])")
+    return groups, None
+
+
+def _check_layout(site: Site, value: torch.Tensor, heads: bool) -> None:
+    if site.dim("batch", value.ndim) != 0 or site.dim("pos", value.ndim) != 1:
+        raise PatchingError(
+            f"{site.name} has no [batch, pos, ...] layout (shape {list(value.shape)}), so it cannot be patched per "
+            "position; patch residual, attention or MLP sites (blocks.N.resid_pre, attn.z, mlp.out...)"
+        )
+    if heads and site.dim("n_heads", value.ndim) != 2:
+        raise PatchingError(f"heads=True needs a [batch, pos, n_heads, d_head] site, not {site.name!r}")
+
+
+def _fixed_run(model, base_ids, block, sites, source, col_pos, col_heads, metric) -> torch.Tensor:
+    """``len(block)`` copies of the base input, row ``r`` patched at cell ``block[r]``: metric per row."""
+    ivs = row_patches(block, sites, source, col_pos, col_heads)
+    out = model.run(repeat_rows(base_ids, len(block)), interventions=ivs, **no_kv_cache(model))
+    return call_metric(metric, out.logits, len(block))
+
+
+def _block_of(model: Model, sites: list[Site]) -> list[int] | None:
+    """The block index of every site (``blocks.N.*``), when batches can grow at block inputs; else None."""
+    from ..core._inputs import is_hf
+
+    if model.adapter is None or not is_hf(model.module):
+        return None
+    out = []
+    for site in sites:
+        match = re.match(r"blocks\.(\d+)\.", site.name)
+        if match is None:
+            return None
+        out.append(int(match[1]))
+    return out
+
+
+def _grown_run(
+    model, base_ids, block, blocks, sites, source, col_pos, col_heads, metric
+) -> torch.Tensor | None:
+    """One forward that starts as the unpatched row and, at the input of each block ``L``, appends a copy of
+    that row for every cell of ``block`` patched in ``L`` (cells sorted by block). Returns the metric of the
+    appended rows, or None when the model cannot run this way."""
+    counts: dict[int, int] = {}
+    for i, _ in block:
+        counts[blocks[i]] = counts.get(blocks[i], 0) + 1
+    handles = []
+    shifted = [(i, j) for i, j in block]
+    ivs = row_patches([(-1, -1), *shifted], sites, source, col_pos, col_heads, skip_first=True)
+    try:
+        for layer, n in counts.items():
+            entry = model.site(f"blocks.{layer}.resid_pre")
+            handles.append(
+                entry.module.register_forward_pre_hook(_grow(entry, n), with_kwargs=True, prepend=True)
+            )
+        out = model.run(base_ids, interventions=ivs, **no_kv_cache(model))
+    except TsiError:
+        raise
+    except Exception:  # noqa: BLE001 - a model whose other inputs do not broadcast over a grown batch
+        return None
+    finally:
+        for h in handles:
+            h.remove()
+    if out.logits is None or out.logits.shape[0] != len(block) + 1:
+        return None
+    return call_metric(metric, out.logits, len(block) + 1)[1:]
+
+
+def _grow(entry: Site, n: int):
+    def hook(module, args, kwargs):
+        hidden = entry.get((args, kwargs))  # [rows so far, pos, d_model]
+        grown = torch.cat([hidden, hidden[:1].expand(n, *hidden.shape[1:])], dim=0)
+        return entry.put((args, kwargs), grown)
+
+    return hook
+
+
+def _agrees(model, base_ids, cell, sites, source, col_pos, col_heads, metric, got) -> bool:
+    want = _fixed_run(model, base_ids, cell, sites, source, col_pos, col_heads, metric)
+    return bool(torch.allclose(got, want, atol=1e-3, rtol=1e-3))
+
+
+def _same(src: torch.Tensor, base: torch.Tensor, pos: list[int], head: int | None) -> bool:
+    a, b = src[0, pos], base[0, pos]
+    if head is not None:
+        a, b = a[:, head], b[:, head]
+    return torch.equal(a, b)
+
+
+def no_kv_cache(model: Model) -> dict[str, Any]:
+    """``use_cache=False`` for Hugging Face models: a patched run needs no KV cache."""
+    from ..core._inputs import is_hf
+
+    return {"use_cache": False} if is_hf(model.module) else {}
+
+
+def repeat_rows(ids: torch.Tensor, k: int) -> torch.Tensor:
+    """``k`` copies of a batch-1 input along the batch dimension."""
+    return ids.expand(k, *ids.shape[1:]).contiguous()
+
+
+def row_patches(
+    block: list[tuple[int, int]],
+    sites: list[Site],
+    source: Any,
+    col_pos: list[list[int]],
+    col_heads: list[int] | None,
+    skip_first: bool = False,
+) -> dict[str, Fn]:
+    """One ``tsi.Fn`` per site: batch row ``r`` takes the source value at cell ``block[r]`` (``skip_first``:
+    row 0 is left unpatched)."""
+    by_site: dict[int, list[tuple[int, int]]] = {}
+    for row, (i, j) in enumerate(block):
+        if skip_first and row == 0:
+            continue
+        by_site.setdefault(i, []).append((row, j))
+    out = {}
+    for i, rows in by_site.items():
+        src = source[sites[i].name]  # [1, pos, ...]
+        r = torch.tensor([row for row, _ in rows])
+        p = torch.tensor([col_pos[j] for _, j in rows])  # [n, m]
+        h = torch.tensor([col_heads[j] for _, j in rows]) if col_heads is not None else None
+        out[sites[i].name] = Fn(_writer(src, r, p, h))
+    return out
+
+
+def _writer(src: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, heads: torch.Tensor | None):
+    moved: dict[Any, tuple[torch.Tensor, ...]] = {}
+
+    def write(value: torch.Tensor, ctx: Any) -> torch.Tensor:
+        key = (value.device, value.dtype)
+        if key not in moved:
+            dev = value.device
+            idx = (rows.to(dev)[:, None], pos.to(dev))
+            if heads is not None:
+                idx = (*idx, heads.to(dev)[:, None])
+            moved[key] = (src[0].to(dev, value.dtype), *idx)
+        s, r, p, *h = moved[key]
+        out = value.clone()
+        if h:
+            out[r, p, h[0]] = s[p, h[0]]  # [n, m, d_head]
+        else:
+            out[r, p] = s[p]  # [n, m, ...]
+        return out
+
+    return write

@@ -1,0 +1,276 @@
+"""PatchResult: the effect of patching each (site, position) or (site, head) cell, and its views."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._common import PatchingError
+
+TENSORS_FILE = "patch_result.safetensors"
+META_FILE = "patch_result.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class PatchResult:
+    """Effects of patching, one cell per (site, position) or, with ``heads``, per (site, head).
+
+    Normalisation: ``effects = (patched - baseline) / (target - baseline)``, where the *baseline* is the
+    metric of the run being patched and the *target* the metric of the run the activations come from.
+    Denoising (run corrupt, patch in clean): baseline = ``corrupt_metric``, target = ``clean_metric``, so 1
+    means this one cell restores the clean behaviour fully and 0 means it does nothing. Noising (run clean,
+    patch in corrupt): baseline = ``clean_metric``, target = ``corrupt_metric``, so 1 means this one cell
+    destroys the clean behaviour fully. ``raw`` keeps ``patched - baseline`` in the metric's own units.
+    """
+
+    effects: torch.Tensor
+    """``[n_sites, n_columns]`` normalised effects (float32, CPU)."""
+    raw: torch.Tensor
+    """``[n_sites, n_columns]`` ``patched_metric - baseline_metric`` in metric units (estimated for attribution)."""
+    sites: list[str]
+    """Row names, e.g. ``blocks.3.resid_pre``."""
+    positions: list[list[int]]
+    """The positions each column patches (one position per column with ``positions="each"``; in head mode,
+    the positions every head column patches)."""
+    str_tokens: list[str]
+    """The clean prompt's tokens."""
+    clean_metric: float
+    corrupt_metric: float
+    direction: str = "denoise"
+    """``denoise`` (run corrupt, patch clean in) or ``noise`` (run clean, patch corrupt in)."""
+    method: str = "activation"
+    """``activation`` (exact), ``attribution`` (gradient estimate) or ``path``."""
+    heads: list[int] | None = None
+    """Head index of each column in head mode, else None."""
+    corrupt_str_tokens: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    """Free-form details: receivers of path patching, number of forwards, batch size..."""
+
+    # ---- views --------------------------------------------------------------------------------
+    @property
+    def baseline_metric(self) -> float:
+        """The metric of the unpatched run (corrupt for denoising, clean for noising)."""
+        return self.corrupt_metric if self.direction == "denoise" else self.clean_metric
+
+    @property
+    def target_metric(self) -> float:
+        """The metric of the run the patched activations come from."""
+        return self.clean_metric if self.direction == "denoise" else self.corrupt_metric
+
+    @property
+    def patched_metric(self) -> torch.Tensor:
+        """``[n_sites, n_columns]`` metric of each patched run (estimated for attribution patching)."""
+        return self.raw + self.baseline_metric
+
+    @property
+    def column_labels(self) -> list[str]:
+        """A short label per column: ``H3`` in head mode, else the token(s) at the patched position(s), with
+        the corrupt token after a slash where it differs (``' Mary'/' John'``)."""
+        if self.heads is not None:
+            return [f"H{h}" for h in self.heads]
+        return [self._pos_label(p) for p in self.positions]
+
+    def _pos_label(self, ps: list[int]) -> str:
+        if len(ps) == len(self.str_tokens) and len(ps) > 1:
+            return "all positions"
+        parts = []
+        for p in ps:
+            tok = self.str_tokens[p] if p < len(self.str_tokens) else str(p)
+            bad = self.corrupt_str_tokens[p] if p < len(self.corrupt_str_tokens) else tok
+            parts.append(f"{tok!r}" if bad == tok else f"{tok!r}/{bad!r}")
+        return f"{ps[0]}:" + "+".join(parts) if len(ps) == 1 else "+".join(parts)
+
+    def top(self, k: int = 10) -> list[tuple[str, str, float, float]]:
+        """The ``k`` cells with the largest ``|effect|``: ``(site, column label, effect, raw)``."""
+        flat = self.effects.flatten().abs()
+        flat = torch.where(torch.isnan(flat), torch.zeros_like(flat), flat)
+        order = flat.argsort(descending=True)[:k].tolist()
+        n_cols = self.effects.shape[1]
+        labels = self.column_labels
+        return [
+            (
+                self.sites[i // n_cols],
+                labels[i % n_cols],
+                float(self.effects.flatten()[i]),
+                float(self.raw.flatten()[i]),
+            )
+            for i in order
+        ]
+
+    def correlation(self, other: PatchResult | torch.Tensor) -> float:
+        """Pearson correlation of ``effects`` with ``other``'s over all cells (e.g. attribution vs exact)."""
+        b = other.effects if isinstance(other, PatchResult) else torch.as_tensor(other)
+        a = self.effects
+        if a.shape != b.shape:
+            raise PatchingError(
+                f"cannot correlate effects of shape {list(a.shape)} with shape {list(b.shape)}; patch the same "
+                "sites and positions (or heads) in both"
+            )
+        x, y = a.flatten().double(), b.flatten().double().cpu()
+        x, y = x - x.mean(), y - y.mean()
+        denom = float(x.norm() * y.norm())
+        return float((x @ y) / denom) if denom > 0 else math.nan
+
+    def __repr__(self) -> str:
+        shape = "x".join(map(str, self.effects.shape))
+        return (
+            f"PatchResult({self.method}, {self.direction}, {shape} cells, clean_metric={self.clean_metric:.4g}, "
+            f"corrupt_metric={self.corrupt_metric:.4g})"
+        )
+
+    # ---- HTML -----------------------------------------------------------------------------------
+    def to_html(self, title: str | None = None) -> str:
+        """A self-contained HTML page: the heatmap of ``effects`` (sites x columns; blue negative, red
+        positive), hover text with the raw change, and the top cells. Inline SVG and CSS, no script or URL."""
+        from ..report import _svg as svg
+        from ..report._html import standalone
+        from ..report._svg import esc
+
+        eff = self.effects
+        finite = eff[torch.isfinite(eff)]
+        vmax = float(finite.abs().max()) if finite.numel() else 1.0
+        vmax = vmax or 1.0
+        labels = self.column_labels
+        fills = [
+            [svg.diverging(float(eff[i, j]), vmax) for j in range(eff.shape[1])] for i in range(eff.shape[0])
+        ]
+        text = [
+            [
+                f"{float(eff[i, j]):.2f}" if abs(float(eff[i, j])) >= 0.2 * vmax else ""
+                for j in range(eff.shape[1])
+            ]
+            for i in range(eff.shape[0])
+        ]
+        titles = [
+            [
+                f"{self.sites[i]} · {labels[j]}\neffect {float(eff[i, j]):+.4f}\n"
+                f"raw {float(self.raw[i, j]):+.4f} (metric {float(self.raw[i, j]) + self.baseline_metric:.4f})"
+                for j in range(eff.shape[1])
+            ]
+            for i in range(eff.shape[0])
+        ]
+        heads = self.heads is not None
+        grid = svg.heatmap(
+            fills, row_labels=self.sites, col_labels=[svg.show_token(c, 24) for c in labels], titles=titles,
+            cell_text=text, cell_w=36 if heads else 40, cell_h=16, font=10,
+            x_title="head" if heads else "position", y_title="site", rotate_cols=not heads,
+        )  # fmt: skip
+        legend = svg.colorbar(
+            lambda t: svg.diverging(2 * t - 1, 1.0), lo=-vmax, hi=vmax, label="normalised effect",
+            ticks=[(-vmax, f"{-vmax:.2f}"), (0, "0"), (vmax, f"+{vmax:.2f}")], width=220,
+        )  # fmt: skip
+        what = {
+            "activation": "Activation patching",
+            "attribution": "Attribution patching (gradient estimate)",
+            "path": "Path patching",
+        }.get(self.method, self.method)
+        how = (
+            "run the corrupt prompt and patch in clean activations; 1 = the clean metric is fully restored"
+            if self.direction == "denoise"
+            else "run the clean prompt and patch in corrupt activations; 1 = the behaviour is fully destroyed"
+        )
+        rows = "".join(
+            f"<tr><td>{esc(s)}</td><td class='tokcell'>{esc(c)}</td><td class='num'>{e:+.3f}</td>"
+            f"<td class='num'>{r:+.3f}</td></tr>"
+            for s, c, e, r in self.top(10)
+        )
+        prompt = "".join(esc(t) for t in self.str_tokens)
+        body = (
+            f"<header><h1>{esc(title or what)}</h1><div class='meta'>{esc(self.direction)}: {esc(how)}</div></header>"
+            f"<div class='prompt'>clean: {prompt}"
+            + (
+                f"<br>corrupt: {''.join(esc(t) for t in self.corrupt_str_tokens)}"
+                if self.corrupt_str_tokens
+                else ""
+            )
+            + "</div><section><div class='kv'>"
+            f"<div><span>clean metric</span><b class='big'>{self.clean_metric:.4f}</b></div>"
+            f"<div><span>corrupt metric</span><b class='big'>{self.corrupt_metric:.4f}</b></div>"
+            f"<div><span>cells</span><b class='big'>{eff.shape[0]} × {eff.shape[1]}</b></div></div>"
+            f"<p class='how'>effect = (patched − baseline) / (target − baseline); hover a cell for the raw change."
+            f"</p><div>{legend}</div><div class='scroll'>{grid}</div></section>"
+            "<section><h2>Top cells</h2><table class='t'><tr><th>site</th><th>column</th>"
+            f"<th class='num'>effect</th><th class='num'>raw</th></tr>{rows}</table></section>"
+        )
+        return standalone(title or what, body)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    # ---- files ----------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``path/patch_result.safetensors`` (effects, raw) and ``path/patch_result.json`` (the rest),
+        each atomically. Returns the directory."""
+        from safetensors.torch import save_file
+
+        out = Path(path).expanduser()
+        if out.exists() and not out.is_dir():
+            raise PatchingError(f"cannot save to {str(out)!r}: it is a file; give a directory")
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "sites": self.sites,
+            "positions": self.positions,
+            "str_tokens": self.str_tokens,
+            "corrupt_str_tokens": self.corrupt_str_tokens,
+            "clean_metric": self.clean_metric,
+            "corrupt_metric": self.corrupt_metric,
+            "direction": self.direction,
+            "method": self.method,
+            "heads": self.heads,
+            "info": _jsonable(self.info),
+        }
+        tensors = {"effects": self.effects.contiguous().cpu(), "raw": self.raw.contiguous().cpu()}
+        _atomic(out / TENSORS_FILE, lambda tmp: save_file(tensors, tmp))
+        _atomic(
+            out / META_FILE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        )
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PatchResult:
+        """Read a result written by ``save``."""
+        from safetensors.torch import load_file
+
+        src = Path(path).expanduser()
+        if not (src / META_FILE).is_file() or not (src / TENSORS_FILE).is_file():
+            raise PatchingError(f"{str(src)!r} holds no saved PatchResult ({META_FILE} and {TENSORS_FILE})")
+        meta = json.loads((src / META_FILE).read_text(encoding="utf-8"))
+        tensors = load_file(str(src / TENSORS_FILE))
+        meta.pop("format_version", None)
+        return cls(effects=tensors["effects"], raw=tensors["raw"], **meta)
+
+
+def _jsonable(obj: Any) -> Any:
+    try:
+        json.dumps(obj)
+        return obj
+    except TypeError:
+        if isinstance(obj, dict):
+            return {str(k): _jsonable(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [_jsonable(v) for v in obj]
+        return repr(obj)
+
+
+def _atomic(final: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}-", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
