@@ -1,0 +1,373 @@
+"""The starlette application: routes, the JSON error contract and the request guards.
+
+Guards: request bodies over ``max_body`` bytes get 413 (checked on the declared length and while reading);
+POST bodies must be ``application/json`` (415 otherwise, which also stops cross-site form posts); static
+files come from an allowlist read at start-up (the path never reaches the file system); with
+``allowed_hosts`` the Host header is checked (DNS-rebinding protection for a server on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import mimetypes
+import warnings
+from collections.abc import AsyncIterator, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import _compute as C
+from ._jobs import Jobs
+from ._sae import ServedSAE, load_sae
+from ._specs import RequestError
+
+MAX_BODY = 1_000_000
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def error_response(exc: BaseException) -> tuple[int, str]:
+    """``(status, one-line message)`` for an exception raised by model work."""
+    from ..core import SiteNotFoundError, TsiError
+
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, RequestError):
+        return exc.status, msg
+    if isinstance(exc, SiteNotFoundError):
+        return 400, msg
+    if isinstance(exc, (TsiError, ValueError, IndexError, KeyError)):
+        return 400, msg
+    return 500, f"internal error ({type(exc).__name__}: {msg[:200]})"
+
+
+def _err(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status)
+
+
+def _load_static(root: Path) -> dict[str, tuple[bytes, str]]:
+    files: dict[str, tuple[bytes, str]] = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix in {".html", ".js", ".css", ".svg", ".ico", ".png"}:
+            rel = p.relative_to(root).as_posix()
+            ctype = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}.get(p.suffix) or (
+                mimetypes.guess_type(p.name)[0] or "application/octet-stream"
+            )
+            files[rel] = (p.read_bytes(), ctype)
+    return files
+
+
+class _Guard:
+    """ASGI middleware: body size limit (413) and, optionally, the Host header allowlist."""
+
+    def __init__(self, app: Any, max_body: int, allowed_hosts: Iterable[str] | None):
+        self.app = app
+        self.max_body = max_body
+        self.allowed = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self.allowed is not None:
+            host = headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
+            if host not in self.allowed:
+                return await _err(400, f"host {host!r} is not served here")(scope, receive, send)
+        length = headers.get("content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > self.max_body
+            except ValueError:
+                return await _err(400, "invalid Content-Length header")(scope, receive, send)
+            if too_big:
+                return await _err(413, f"request body is {length} bytes; the limit is {self.max_body}")(
+                    scope, receive, send
+                )
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        started = False
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await _err(413, f"request body is over the limit of {self.max_body} bytes")(
+                    scope, receive, send
+                )
+
+
+def create_app(
+    model: Any,
+    *,
+    stores: Mapping[str, Any] | Iterable[Any] | None = None,
+    saes: Mapping[str, Any] | Iterable[Any] | None = None,
+    vectors: Mapping[str, Any] | Iterable[Any] | None = None,
+    model_name: str = "model",
+    attention: bool = True,
+    corpus: Iterable[str] | None = None,
+    max_body: int = MAX_BODY,
+    allowed_hosts: Iterable[str] | None = None,
+    job_workers: int = 2,
+) -> Starlette:
+    """The ``tsi serve`` web app around an already loaded ``tsi.Model``.
+
+    Args:
+        model: a ``tsi.Model`` (shared by every request; calls run in worker threads).
+        stores: activation stores (directories or opened stores); their tokens are the SAE browser's corpus.
+        saes: SAE directories in SAELens layout (or ``{name: dir}``), shown in the feature browser.
+        vectors: steering vector files (``SteeringVector.save``), a folder of them, or ``{name: vector}``.
+        attention: expose attention patterns; a Hugging Face model is switched to eager attention here,
+            once, before any request runs (switching per request would race with other requests).
+        corpus: texts for the SAE statistics when no store is given (default: a small built-in list).
+        max_body: the largest request body accepted, in bytes (413 beyond it).
+        allowed_hosts: Host header values accepted (None: any; the CLI passes 127.0.0.1 and localhost).
+    """
+    state = C.State(model=model, model_name=model_name)
+    state.vectors.update(_vectors(vectors))
+    state.saes.update(_saes(saes))
+    state.stores.update(_stores(stores))
+    if corpus is not None:
+        state.corpus, state.corpus_name = tuple(corpus), "given corpus"
+    elif state.stores:
+        state.corpus, state.corpus_name = _store_corpus(state.stores)
+    if attention:
+        state.attention, state.attention_note = _enable_attention(model)
+    static = _load_static(STATIC_DIR)
+    jobs = Jobs(job_workers)
+
+    async def body_of(request: Request) -> Mapping[str, Any]:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise RequestError(
+                f"send the request body as JSON with Content-Type: application/json, not {ctype or 'none'!r}",
+                415,
+            )
+        raw = await request.body()
+        try:
+            data = json.loads(raw or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestError(f"the request body is not valid JSON ({exc})") from None
+        return C.S.obj(data)
+
+    def endpoint(fn):  # wrap an async handler: RequestError / model errors -> JSON 4xx/5xx
+        async def handler(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except BodyTooLarge:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every error becomes one JSON line
+                status, msg = error_response(exc)
+                return _err(status, msg)
+
+        return handler
+
+    def compute(kind: str):
+        async def handler(request: Request) -> Response:
+            body = await body_of(request)
+            return JSONResponse(await run_in_threadpool(C.KINDS[kind], state, body))
+
+        return endpoint(handler)
+
+    async def index(request: Request) -> Response:
+        data, ctype = static["index.html"]
+        return Response(data, media_type=ctype, headers=_SECURITY_HEADERS)
+
+    async def static_file(request: Request) -> Response:
+        item = static.get(request.path_params["path"])
+        if item is None:
+            return _err(404, "no such static file")
+        return Response(item[0], media_type=item[1], headers=_SECURITY_HEADERS)
+
+    async def info(request: Request) -> Response:
+        return JSONResponse(C.info(state))
+
+    async def sites(request: Request) -> Response:
+        return JSONResponse(C.sites(state, request.query_params.get("pattern")))
+
+    async def vectors_get(request: Request) -> Response:
+        return JSONResponse(C.vectors_list(state))
+
+    async def vectors_post(request: Request) -> Response:
+        body = await body_of(request)
+        return JSONResponse(await run_in_threadpool(C.make_vector, state, body), status_code=201)
+
+    async def jobs_post(request: Request) -> Response:
+        body = await body_of(request)
+        kind = body.get("kind")
+        if kind not in C.KINDS:
+            raise RequestError(f"'kind' must be one of {', '.join(C.KINDS)}, not {kind!r}")
+        params = C.S.obj(body.get("params", {}), "'params'")
+        job = jobs.submit(kind, lambda progress: C.KINDS[kind](state, params, progress), error_response)
+        return JSONResponse(job.as_dict(), status_code=202)
+
+    async def jobs_get(request: Request) -> Response:
+        job = jobs.get(request.path_params["job_id"])
+        if job is None:
+            raise RequestError("no such job (jobs are kept for the last 200 requests)", 404)
+        return JSONResponse(job.as_dict())
+
+    async def saes_get(request: Request) -> Response:
+        return JSONResponse({"saes": [C.sae_summary(s) for s in state.saes.values()]})
+
+    async def sae_latent(request: Request) -> Response:
+        name, latent = request.path_params["name"], request.path_params["latent"]
+        return JSONResponse(await run_in_threadpool(C.sae_latent, state, name, latent))
+
+    async def sae_search(request: Request) -> Response:
+        name, token = request.path_params["name"], request.query_params.get("token")
+        return JSONResponse(await run_in_threadpool(C.sae_search, state, name, token))
+
+    async def not_found(request: Request) -> Response:
+        return _err(404, f"no endpoint {request.method} {request.url.path}; see docs/serve.md")
+
+    routes = [
+        Route("/", endpoint(index)),
+        Route("/static/{path:path}", endpoint(static_file)),
+        Route("/api/info", endpoint(info)),
+        Route("/api/sites", endpoint(sites)),
+        *[
+            Route(f"/api/{kind}", compute(kind), methods=["POST"])
+            for kind in C.KINDS
+            if kind != "sae_prepare"
+        ],
+        Route("/api/vectors", endpoint(vectors_get), methods=["GET"]),
+        Route("/api/vectors", endpoint(vectors_post), methods=["POST"]),
+        Route("/api/jobs", endpoint(jobs_post), methods=["POST"]),
+        Route("/api/jobs/{job_id}", endpoint(jobs_get)),
+        Route("/api/saes", endpoint(saes_get)),
+        Route("/api/saes/{name}/latents/{latent:int}", endpoint(sae_latent)),
+        Route("/api/saes/{name}/search", endpoint(sae_search)),
+        Route("/api/{rest:path}", endpoint(not_found), methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+    ]
+
+    async def http_error(request: Request, exc: Any) -> Response:
+        status = getattr(exc, "status_code", 500)
+        detail = {404: "not found", 405: "method not allowed"}.get(status, getattr(exc, "detail", "error"))
+        return _err(status, f"{detail}: {request.method} {request.url.path}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        jobs.shutdown()
+
+    app = Starlette(routes=routes, exception_handlers={404: http_error, 405: http_error}, lifespan=lifespan)
+    app.state.tsi = state
+    app.state.jobs = jobs
+    app.add_middleware(_Guard, max_body=max_body, allowed_hosts=allowed_hosts)
+    return app
+
+
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def _enable_attention(model: Any) -> tuple[bool, str]:
+    impl = model.attention
+    if impl in (None, "eager"):
+        return True, "attention patterns are read from the model's eager attention"
+    if not hasattr(model.module, "set_attn_implementation"):
+        return False, f"this model uses {impl!r} attention and cannot be switched to eager here"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.set_attention("eager")
+    return True, f"switched from {impl!r} to eager attention at start-up (slower, exposes the patterns)"
+
+
+def _named(items: Mapping[str, Any] | Iterable[Any] | None) -> dict[str, Any]:
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        return dict(items)
+    out: dict[str, Any] = {}
+    for item in items:
+        name = (
+            Path(str(item)).name
+            if isinstance(item, (str, Path))
+            else getattr(item, "name", f"item{len(out)}")
+        )
+        base, i = name, 2
+        while name in out:
+            name, i = f"{base}-{i}", i + 1
+        out[name] = item
+    return out
+
+
+def _saes(saes: Any) -> dict[str, ServedSAE]:
+    out = {}
+    for name, item in _named(saes).items():
+        out[name] = item if isinstance(item, ServedSAE) else load_sae(item, name)
+    return out
+
+
+def _vectors(vectors: Any) -> dict[str, Any]:
+    from ..steering import SteeringVector
+
+    if isinstance(vectors, (str, Path)):
+        vectors = [vectors]
+    out: dict[str, Any] = {}
+    items: dict[str, Any] = {}
+    if isinstance(vectors, Mapping):
+        items = dict(vectors)
+    elif vectors is not None:
+        for v in vectors:
+            p = Path(v)
+            files = sorted(p.glob("*.safetensors")) if p.is_dir() else [p]
+            for f in files:
+                items[f.stem] = f
+    for name, item in items.items():
+        out[name] = item if isinstance(item, SteeringVector) else SteeringVector.load(item)
+    return out
+
+
+def _stores(stores: Any) -> dict[str, Any]:
+    out = {}
+    for name, item in _named(stores).items():
+        if isinstance(item, (str, Path)):
+            try:
+                from .. import store as tsi_store
+            except ImportError:
+                raise OSError(
+                    "--store needs the tsi.store package (activation stores), which is not installed here"
+                ) from None
+            item = tsi_store.open(str(item))
+        out[name] = item
+    return out
+
+
+def _store_corpus(
+    stores: Mapping[str, Any], max_tokens: int = 8192, context: int = 64
+) -> tuple[tuple[Any, ...], str]:
+    """Token-id chunks ``[1, context]`` from the first store, as the SAE browser's corpus."""
+    name, store = next(iter(stores.items()))
+    n = min(len(store), max_tokens)
+    ids = store.tokens(0, n).reshape(-1).long()
+    ctx = int(getattr(store, "context", None) or context)
+    chunks = tuple(ids[i : i + ctx].unsqueeze(0) for i in range(0, n, ctx) if ids[i : i + ctx].numel() > 1)
+    return chunks, f"store {name!r} ({n} tokens)"

@@ -1,0 +1,427 @@
+"""The model work behind each endpoint: ``fn(state, body, progress) -> JSON-able dict``.
+
+These functions are synchronous and run in worker threads; a ``tsi.Model`` is safe to share between
+threads because each call's hooks act only in the thread that made the call.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from . import _specs as S
+from ._sae import DEFAULT_CORPUS, ServedSAE, compute_stats, latent_view, search_latents
+from ._specs import RequestError
+
+Progress = Callable[[float, str], None]
+MAX_TOP_K = 50
+MAX_VECTORS = 200
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+@dataclass
+class State:
+    """Everything the app serves: the model and what it was started with."""
+
+    model: Any
+    model_name: str = "model"
+    vectors: dict[str, Any] = field(default_factory=dict)  # name -> SteeringVector
+    saes: dict[str, ServedSAE] = field(default_factory=dict)
+    stores: dict[str, Any] = field(default_factory=dict)  # name -> opened activation store
+    attention: bool = False  # attention patterns enabled (the model was switched to eager at start-up)
+    attention_note: str = ""
+    corpus: tuple[Any, ...] = DEFAULT_CORPUS
+    corpus_name: str = "built-in corpus"
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+def _noop(_: float, __: str) -> None:
+    pass
+
+
+def _tokens(model: Any, ids: torch.Tensor) -> list[dict[str, Any]]:
+    tok = model.tokenizer
+    return [
+        {"id": int(i), "text": tok.decode([int(i)]) if tok is not None else str(int(i))} for i in ids.tolist()
+    ]
+
+
+def _top(model: Any, logits: torch.Tensor, k: int) -> list[dict[str, Any]]:
+    """Top ``k`` of a ``[d_vocab]`` logit vector."""
+    probs = logits.float().softmax(-1)
+    vals, ids = probs.topk(k)
+    tok = model.tokenizer
+    return [
+        {
+            "token": tok.decode([i]) if tok is not None else str(i),
+            "id": i,
+            "prob": round(p, 5),
+            "logit": round(float(logits[i]), 4),
+        }
+        for p, i in zip(vals.tolist(), ids.tolist(), strict=True)
+    ]
+
+
+# ---- endpoints ----------------------------------------------------------------------------------
+def info(state: State) -> dict[str, Any]:
+    m = state.model
+    cfg = m.cfg
+    return {
+        "model": state.model_name,
+        "architecture": cfg.architecture,
+        "n_layers": cfg.n_layers,
+        "n_heads": cfg.n_heads,
+        "d_model": cfg.d_model,
+        "d_vocab": cfg.d_vocab,
+        "n_ctx": cfg.n_ctx,
+        "attention": {
+            "enabled": state.attention,
+            "implementation": m.attention,
+            "note": state.attention_note,
+        },
+        "canonical_sites": [s for s in m.sites() if ":" not in s],
+        "vectors": vectors_list(state)["vectors"],
+        "saes": [sae_summary(s) for s in state.saes.values()],
+        "stores": sorted(state.stores),
+        "limits": {"max_prompt_chars": S.MAX_PROMPT_CHARS, "max_new_tokens": S.MAX_NEW_TOKENS},
+    }
+
+
+def sites(state: State, pattern: str | None) -> dict[str, Any]:
+    if pattern is not None and len(pattern) > 200:
+        raise RequestError("'pattern' is longer than 200 characters")
+    names = state.model.sites(pattern) if pattern else state.model.sites()
+    return {"pattern": pattern, "sites": names}
+
+
+def run(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> dict[str, Any]:
+    m = state.model
+    prompt = S.text(body, "prompt")
+    k = S.integer(body, "top_k", 5, 1, MAX_TOP_K)
+    ivs = S.interventions(m, body.get("interventions"), state.vectors)
+    r = m.run(prompt, interventions=ivs or None)
+    logits = r.logits[0]  # [pos, d_vocab]
+    return {
+        "prompt": prompt,
+        "tokens": _tokens(m, r.tokens[0]),
+        "predictions": [_top(m, logits[p], k) for p in range(logits.shape[0])],
+        "n_interventions": sum(len(v) for v in ivs.values()),
+    }
+
+
+def lens(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> dict[str, Any]:
+    import torch_shard_interpret as tsi
+
+    m = state.model
+    prompt = S.text(body, "prompt")
+    target = S.text(body, "target", required=False)
+    k = S.integer(body, "top_k", 5, 1, 20)
+    res = tsi.lens.logit_lens(m, prompt, target=target or None)
+    vals, ids = res.top_ids(k)  # [n_layers, pos, k]
+    tok = m.tokenizer
+    decode = (lambda i: tok.decode([i])) if tok is not None else str
+    top = [
+        [
+            [
+                {"token": decode(i), "id": i, "prob": round(p, 5)}
+                for p, i in zip(vals[layer, q].tolist(), ids[layer, q].tolist(), strict=True)
+            ]
+            for q in range(vals.shape[1])
+        ]
+        for layer in range(vals.shape[0])
+    ]
+    out: dict[str, Any] = {
+        "prompt": prompt,
+        "layers": res.layer_names,
+        "tokens": _tokens(m, res.tokens),
+        "top": top,
+        "value": [[round(float(v), 5) for v in row] for row in vals[..., 0].tolist()],
+        "value_label": "probability of the lens's top token",
+    }
+    if res.target is not None:
+        out["target"] = {"token": target, "id": res.target}
+        out["value"] = [[round(float(v), 5) for v in row] for row in res.prob().tolist()]
+        out["rank"] = res.rank().tolist()
+        out["value_label"] = f"probability of {target!r}"
+    return out
+
+
+def attention(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> dict[str, Any]:
+    m = state.model
+    if not state.attention:
+        raise RequestError(
+            "attention patterns are off on this server: start it without --no-attention "
+            "(the model is then switched to eager attention once, at start-up)",
+            409,
+        )
+    prompt = S.text(body, "prompt")
+    n = m.cfg.n_layers or 0
+    layer = S.integer(body, "layer", 0, 0, max(n - 1, 0))
+    site = f"blocks.{layer}.attn.pattern"
+    r = m.run(prompt, cache=site, return_logits=False)
+    pat = r.cache[site][0].float()  # [n_heads, q_pos, k_pos]
+    return {
+        "prompt": prompt,
+        "layer": layer,
+        "site": site,
+        "tokens": _tokens(m, r.tokens[0]),
+        "patterns": [[[round(v, 4) for v in row] for row in head] for head in pat.tolist()],
+    }
+
+
+def dla(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> dict[str, Any]:
+    import torch_shard_interpret as tsi
+
+    m = state.model
+    prompt = S.text(body, "prompt")
+    target = S.text(body, "target", required=False) or None
+    baseline = S.text(body, "baseline", required=False) or None
+    position = S.integer(body, "position", -1, -100000, None)
+    res = tsi.attribution.direct_logit_attribution(
+        m, prompt, target=target, baseline=baseline, position=position
+    )
+    per = res.per_layer()
+    return {
+        "prompt": prompt,
+        "label": res.label,
+        "target": {"token": res.target_str, "id": res.target},
+        "baseline": None if res.baseline is None else {"token": res.baseline_str, "id": res.baseline},
+        "position": res.position,
+        "tokens": res.str_tokens,
+        "total": round(res.total, 5),
+        "remainder": round(res.remainder, 5),
+        "components": {k: round(v, 5) for k, v in res.components.items()},
+        "per_layer": {
+            "attn": per["attn"].tolist(),
+            "mlp": per["mlp"].tolist(),
+            "embed": float(per["embed"][0]),
+        },
+        "heads": [[round(v, 5) for v in row] for row in res.heads.tolist()],
+        "top_components": [[k, round(v, 5)] for k, v in res.top_components(8)],
+    }
+
+
+def generate(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> dict[str, Any]:
+    m = state.model
+    prompt = S.text(body, "prompt")
+    n = S.integer(body, "max_new_tokens", 20, 1, S.MAX_NEW_TOKENS)
+    ivs = S.interventions(m, body.get("interventions"), state.vectors)
+    text = m.generate(prompt, max_new_tokens=n, interventions=ivs or None)
+    return {"prompt": prompt, "text": text, "n_interventions": sum(len(v) for v in ivs.values())}
+
+
+def _steering_vector(state: State, body: Mapping[str, Any]) -> Any:
+    from ..steering import SteeringVector
+
+    if body.get("vector_name") is not None:
+        name = body["vector_name"]
+        if not isinstance(name, str) or name not in state.vectors:
+            known = ", ".join(sorted(state.vectors)) or "none"
+            raise RequestError(f"'vector_name' {name!r} is not a known vector (known: {known})", 404)
+        return state.vectors[name]
+    if body.get("vector") is not None:
+        site = S.text(body, "site")
+        return SteeringVector(S.vector(body["vector"]), site, {"method": "given"})
+    if body.get("positive") is not None or body.get("negative") is not None:
+        site = S.text(body, "site")
+        return SteeringVector.from_pair(
+            state.model, S.text(body, "positive"), S.text(body, "negative"), site=site
+        )
+    raise RequestError(
+        "give a steering vector: 'vector_name', 'vector' (with 'site') or 'positive'/'negative' (with 'site')"
+    )
+
+
+def steer(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> dict[str, Any]:
+    """Unsteered and steered generations of one prompt, side by side."""
+    m = state.model
+    prompt = S.text(body, "prompt")
+    n = S.integer(body, "max_new_tokens", 20, 1, S.MAX_NEW_TOKENS)
+    scale = S.number(body, "scale", 4.0)
+    positions = S.int_list(body.get("positions"), "positions")
+    sv = _steering_vector(state, body)
+    site = S.text(body, "apply_site", required=False) or sv.site
+    if site != sv.site:
+        sv = sv.at(site)
+    sv._check_fits(m)
+    progress(0.1, "unsteered generation")
+    unsteered = m.generate(prompt, max_new_tokens=n) if body.get("unsteered", True) else None
+    progress(0.55, "steered generation")
+    steered = m.generate(prompt, max_new_tokens=n, interventions={sv.site: sv.intervention(scale, positions)})
+    return {
+        "prompt": prompt,
+        "site": sv.site,
+        "scale": scale,
+        "vector_norm": round(sv.norm, 5),
+        "unsteered": unsteered,
+        "steered": steered,
+    }
+
+
+def vectors_list(state: State) -> dict[str, Any]:
+    with state.lock:
+        items = list(state.vectors.items())
+    return {
+        "vectors": [
+            {
+                "name": k,
+                "site": v.site,
+                "norm": round(v.norm, 5),
+                "d": int(v.vector.shape[0]),
+                "method": v.metadata.get("method"),
+            }
+            for k, v in sorted(items)
+        ]
+    }
+
+
+def make_vector(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> dict[str, Any]:
+    """A steering vector from two prompts (ActAdd), kept in memory under ``name`` (never written to disk)."""
+    from ..steering import SteeringVector
+
+    m = state.model
+    positive, negative = S.text(body, "positive"), S.text(body, "negative")
+    site = S.text(body, "site")
+    position = body.get("position", "mean")
+    if position != "mean" and (isinstance(position, bool) or not isinstance(position, int)):
+        raise RequestError(f"'position' must be 'mean' or an integer, not {position!r}")
+    sv = SteeringVector.from_pair(m, positive, negative, site=site, position=position)
+    name = body.get("name")
+    with state.lock:
+        if name is None:
+            i = len(state.vectors) + 1
+            while f"pair-{i}" in state.vectors:
+                i += 1
+            name = f"pair-{i}"
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise RequestError("'name' must be 1-64 characters from letters, digits, '_', '.', '-'")
+        if len(state.vectors) >= MAX_VECTORS and name not in state.vectors:
+            raise RequestError(
+                f"the server holds {MAX_VECTORS} vectors already; reuse a name to replace one", 409
+            )
+        state.vectors[name] = sv
+    return {"name": name, "site": sv.site, "norm": round(sv.norm, 5), "d": int(sv.vector.shape[0])}
+
+
+def patch(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> dict[str, Any]:
+    """Activation patching (denoising) with the metric ``logit(target) - logit(baseline)`` at the last position."""
+    import torch_shard_interpret as tsi
+
+    from ..lens._logit import as_token_id
+
+    m = state.model
+    clean, corrupt = S.text(body, "clean"), S.text(body, "corrupt")
+    target = S.text(body, "target", required=False) or None
+    baseline = S.text(body, "baseline", required=False) or None
+    sites = S.text(body, "sites", required=False) or "blocks.*.resid_pre"
+    if target is None:
+        target_id = int(m.run(clean).logits[0, -1].argmax())
+    else:
+        target_id = as_token_id(m, target)
+    baseline_id = as_token_id(m, baseline, "baseline")
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:  # [batch, pos, d_vocab] -> [batch]
+        out = logits[:, -1, target_id]
+        return out - logits[:, -1, baseline_id] if baseline_id is not None else out
+
+    names = [s.name for s in m.resolve(sites)]
+    if not names:
+        raise RequestError(f"'sites' {sites!r} selects no site of this model")
+    # Patch a few sites at a time so that the page can show progress; every chunk shares the same
+    # clean and corrupt runs, so the normalised effects are those of one big call.
+    n_chunks = min(len(names), 8)
+    chunks = [names[i::n_chunks] for i in range(n_chunks)]
+    order = {n: i for i, n in enumerate(names)}
+    rows: dict[str, list[float]] = {}
+    res = None
+    for c, chunk in enumerate(chunks):
+        progress(c / n_chunks, f"patching sites {c + 1} of {n_chunks} groups")
+        res = tsi.patching.activation_patching(
+            m, clean, corrupt, metric, sites=chunk, positions="each", progress_bar=False
+        )
+        for name, row in zip(res.sites, res.effects.tolist(), strict=True):
+            rows[name] = row
+    assert res is not None
+    ordered = sorted(rows, key=lambda n: order.get(n, 0))
+    tok = m.tokenizer
+    return {
+        "clean": clean,
+        "corrupt": corrupt,
+        "metric": f"logit({tok.decode([target_id]) if tok else target_id!r})"
+        + ("" if baseline_id is None else f" - logit({tok.decode([baseline_id]) if tok else baseline_id!r})"),
+        "sites": ordered,
+        "columns": res.column_labels,
+        "effects": [[round(v, 5) for v in rows[n]] for n in ordered],
+        "clean_metric": round(res.clean_metric, 5),
+        "corrupt_metric": round(res.corrupt_metric, 5),
+        "normalisation": "(patched - corrupt) / (clean - corrupt): 1 = this cell alone restores the clean behaviour",
+    }
+
+
+# ---- SAEs ---------------------------------------------------------------------------------------
+def sae_summary(sae: ServedSAE) -> dict[str, Any]:
+    return {
+        "name": sae.name,
+        "site": sae.site,
+        "d_in": sae.d_in,
+        "d_sae": sae.d_sae,
+        "ready": sae.stats is not None,
+    }
+
+
+def get_sae(state: State, name: Any) -> ServedSAE:
+    if not isinstance(name, str) or name not in state.saes:
+        known = ", ".join(sorted(state.saes)) or "none: start the server with --sae DIR"
+        raise RequestError(f"unknown SAE {name!r} (known: {known})", 404)
+    return state.saes[name]
+
+
+def sae_prepare(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> dict[str, Any]:
+    """Compute the browser's statistics of one SAE (once; later calls return at once)."""
+    sae = get_sae(state, body.get("sae"))
+    with sae.lock:
+        if sae.stats is None:
+            sae.stats = compute_stats(state.model, sae, list(state.corpus), progress, state.corpus_name)
+    st = sae.stats
+    freq = st.frequency
+    alive = int((freq > 0).sum())
+    order = freq.argsort(descending=True)[:20].tolist()
+    return {
+        **sae_summary(sae),
+        "n_tokens": int(st.acts.shape[0]),
+        "corpus": st.corpus,
+        "alive_latents": alive,
+        "most_frequent": [{"latent": i, "frequency": round(float(freq[i]), 5)} for i in order],
+    }
+
+
+def sae_latent(state: State, name: str, latent: int) -> dict[str, Any]:
+    sae = get_sae(state, name)
+    sae_prepare(state, {"sae": name})
+    return latent_view(state.model, sae, latent)
+
+
+def sae_search(state: State, name: str, token: str | None) -> dict[str, Any]:
+    sae = get_sae(state, name)
+    if not token:
+        raise RequestError("'token' is required: a single token such as ' Paris'")
+    sae_prepare(state, {"sae": name})
+    return search_latents(state.model, sae, token)
+
+
+# Work that POST /api/<kind> runs at once and POST /api/jobs runs in the background.
+KINDS: dict[str, Callable[[State, Mapping[str, Any], Progress], dict[str, Any]]] = {
+    "run": run,
+    "lens": lens,
+    "attention": attention,
+    "dla": dla,
+    "generate": generate,
+    "steer": steer,
+    "patch": patch,
+    "sae_prepare": sae_prepare,
+}

@@ -1,0 +1,39 @@
+// Thin client for the JSON API (see docs/serve.md). Errors carry the server's one-line message.
+
+export class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function unwrap(resp) {
+  let data = null;
+  try { data = await resp.json(); } catch { /* not JSON */ }
+  if (!resp.ok) throw new ApiError(resp.status, (data && data.error) || `${resp.status} ${resp.statusText}`);
+  return data;
+}
+
+export async function get(path) {
+  return unwrap(await fetch(path, { headers: { Accept: "application/json" } }));
+}
+
+export async function post(path, body) {
+  return unwrap(await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(body),
+  }));
+}
+
+// Start a background job and poll it; onProgress(fraction, message) is called on each poll.
+export async function job(kind, params, onProgress = () => {}) {
+  let state = await post("/api/jobs", { kind, params });
+  let delay = 150;
+  while (state.status === "queued" || state.status === "running") {
+    onProgress(state.progress, state.message || state.status);
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 1.5, 1000);
+    state = await get(`/api/jobs/${state.id}`);
+  }
+  if (state.status === "error") throw new ApiError(state.error_status || 500, state.error);
+  onProgress(1, "done");
+  return state.result;
+}
