@@ -38,6 +38,8 @@ _SUBPACKAGES = (
     "store",
     "sae",
     "testing",
+    "distributed",
+    "serve",
 )
 
 __all__ = [*_core_all, "load", "__version__"]

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._dtensor import is_dtensor, unshard
+from ._dtensor import is_dtensor, unshard, unshard_local
 from ._errors import SiteNotReachedError
 from ._interventions import HookContext, Intervention
 from ._site import Site
@@ -162,6 +162,8 @@ class Scope:
             restore = None
             if is_dtensor(value):
                 value, restore = unshard(value)
+            elif (local := unshard_local(site, value)) is not None:  # a tensor-parallel feature slice
+                value, restore = local
             changed = False
             if own:  # the site's own interventions; it is recorded after its splices, as the model sees it
                 value, changed = process(own[0][0], own[0][1], False, value)
@@ -178,7 +180,8 @@ class Scope:
                     value, changed = splice.join(latents, error), True
             if own and own[0][2]:
                 value, c = process(own[0][0], (), True, value, count=False)
-                changed |= c
+                # A gathered (tensor-parallel) value reaches the output only if the model continues with it.
+                changed |= c or (grad and restore is not None)
             if not changed:
                 return None
             return site.put(payload, value if restore is None else restore(value))
