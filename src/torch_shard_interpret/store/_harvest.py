@@ -1,0 +1,476 @@
+"""``tsi.store.harvest``: run the model over packed rows and write every requested site to a sharded store.
+
+One forward per batch records all sites (``model.run(..., return_logits=False)`` stops after the last
+one). Packed sequences are grouped into shards of ``shard_rows`` sequences; shard ``k`` always holds
+sequences ``[k * shard_rows, (k + 1) * shard_rows)`` and is computed in batches that never cross a
+shard boundary, so a shard's bytes do not depend on which run (or rank) wrote it. That is what lets
+``resume=True`` skip finished shards and lets ranks of a data-parallel harvest split the shards
+(``k % world_size == rank``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core import InputError
+from ._data import Source, make_source
+from ._dist import Group, init_group
+from ._errors import StoreError, StoreMismatchError
+from ._manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    TOKENS,
+    atomic_write,
+    progress_name,
+    read_json,
+    read_manifest,
+    remove_stray_temps,
+    shard_name,
+    write_json,
+)
+from ._store import Store, sha256_file
+
+DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_SHARD_BYTES = 256 * 2**20  # the default shard_rows aims at about this many bytes per shard
+# Settings that must match for resume=True to reuse finished shards.
+_SETTINGS = ("model", "sites", "dtype", "context", "batch_size", "shard_rows", "source")
+
+
+def harvest(
+    model: Any,
+    data: Any,
+    sites: str | Sequence[str],
+    path: str | Path,
+    context: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dtype: torch.dtype = torch.float32,
+    shard_rows: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+    dist_timeout: float | None = None,
+) -> Store:
+    """Record ``sites`` of ``model`` over ``data`` into a sharded store at ``path``; returns the opened Store.
+
+    ``data``: a list (or iterable) of texts, a path to a .txt (one document per line) / .jsonl (field
+    ``text``) / .parquet (column ``text``) file, or token ids (a LongTensor ``[n, context]`` or an iterable
+    of them). Texts are packed: each document is followed by the EOS token, the stream is cut into rows of
+    exactly ``context`` tokens (default 128; for token ids, their width) and the last incomplete row is
+    dropped. ``sites``: names or globs (``"blocks.*.resid_post"``); each must give ``[batch, pos, ...]``.
+    ``batch_size``: sequences per forward. ``dtype``: float32, bfloat16 or float16 on disk.
+    ``shard_rows``: sequences per shard (default: about 256 MiB per shard); memory holds one shard.
+    ``resume=True`` continues a stopped harvest (finished shards whose checksum matches are kept, not
+    rewritten); without it an existing store is an error unless ``overwrite=True``.
+
+    Under ``torch.distributed`` (or torchrun, which this joins with gloo), rank ``r`` computes shards
+    ``k % world_size == r``; rank 0 writes the merged manifest. ``dist_timeout`` (default
+    ``$TSI_DIST_TIMEOUT`` or 300 s) bounds every wait on another rank.
+    """
+    from ..core import Model
+
+    if not isinstance(model, Model):
+        raise InputError(
+            f"harvest needs a tsi model (tsi.load(...) or tsi.wrap(module, tokenizer)), not a {type(model).__name__}"
+        )
+    if dtype not in DTYPES:
+        raise InputError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, not {dtype}")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, not {batch_size}")
+    if shard_rows is not None and shard_rows < 1:
+        raise InputError(f"shard_rows must be at least 1 sequence, not {shard_rows}")
+    if context is not None and context < 1:
+        raise InputError(f"context must be at least 1 token, not {context}")
+    names = _site_names(model, sites)
+    folder = Path(path)
+    created = not folder.exists()
+    _check_folder(folder)
+    group = None
+    try:
+        source = make_source(data, model.tokenizer, context)
+        group = init_group(dist_timeout)
+        return _Harvest(model, names, folder, source, batch_size, dtype, group).run(
+            shard_rows, resume, overwrite, progress
+        )
+    except BaseException:
+        if created:  # leave nothing behind when the harvest failed before writing anything
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds while the folder is empty
+        raise
+    finally:
+        if group is not None:
+            group.close()
+
+
+def _site_names(model: Any, sites: str | Sequence[str]) -> list[str]:
+    if isinstance(sites, str):
+        sites = [s.strip() for s in sites.split(",") if s.strip()] if "," in sites else [sites]
+    if not sites:
+        raise InputError("no sites given; pass e.g. sites=['blocks.6.resid_post'] or 'blocks.*.resid_post'")
+    names: list[str] = []
+    for spec in sites:
+        for site in model.resolve(spec):  # raises SiteNotFoundError with suggestions
+            if site.name not in names:
+                names.append(site.name)
+    if not names:
+        raise InputError(
+            f"the sites {list(sites)} matched no site of the model; list them with model.sites()"
+        )
+    return names
+
+
+def _check_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise StoreError(f"cannot write a store to {str(folder)!r}: it is a file; give a folder path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{id(folder)}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write a store to {str(folder)!r} ({exc.strerror or exc}); choose a writable folder"
+        ) from None
+
+
+class _Harvest:
+    def __init__(self, model: Any, names: list[str], folder: Path, source: Source, batch_size: int,
+                 dtype: torch.dtype, group: Group):  # fmt: skip
+        self.model, self.names, self.folder, self.source = model, names, folder, source
+        self.batch_size, self.dtype, self.group = batch_size, dtype, group
+        self.context = source.context
+        self.tag = f"rank{group.rank}-"
+
+    # ---- the plan -------------------------------------------------------------------------------
+    def run(self, shard_rows: int | None, resume: bool, overwrite: bool, progress: bool) -> Store:
+        g = self.group
+        old = self._existing(resume, overwrite)
+        rows = self.source.rows()
+        first = next(rows, None)
+        if first is None:
+            raise InputError(
+                f"the data gives no complete row of {self.context} tokens "
+                f"({self.source.dropped_tail_tokens} tokens in all); give more text or a smaller context"
+            )
+        shapes = self._probe(first)
+        if shard_rows is None:
+            shard_rows = (old or {}).get("shard_rows") or self._default_shard_rows(shapes)
+        self.shard_rows = shard_rows
+        self.settings = self._settings(shapes)
+        done = self._reusable(old) if resume else {}
+        if old is not None and resume and old.get("complete") and len(done) == len(old["shards"]):
+            g.barrier("the check of the finished store")
+            return Store(self.folder)
+
+        g.barrier(
+            "the start of the harvest"
+        )  # every rank has read the old manifest before rank 0 rewrites it
+        if g.rank == 0:
+            if old is not None and not resume:  # overwrite=True
+                self._clear()
+            write_json(self.folder / MANIFEST, self._manifest(list(done.values()), complete=False), self.tag)
+        mine = {k: e for k, e in done.items() if k % g.world_size == g.rank}
+        g.barrier("the initial manifest")
+        if g.distributed:  # record the reused shards of this rank at once, in case it dies before the next
+            self._write_progress(mine, None, done=False)
+
+        n_seq = self._loop(_chain(first, rows), mine, progress)
+
+        n_shards = math.ceil(n_seq / self.shard_rows)
+        finished = dict(mine)
+        if not g.distributed:
+            self._finish(finished, n_seq, n_shards)
+            return Store(self.folder)
+        self._write_progress(finished, n_seq, done=True)
+        g.barrier("the end of the harvest")
+        if g.rank == 0:
+            merged: dict[int, dict[str, Any]] = {}
+            for r in range(g.world_size):
+                prog = read_json(self.folder / progress_name(r))
+                if prog.get("n_sequences") != n_seq:
+                    raise StoreError(
+                        f"rank {r} packed {prog.get('n_sequences')} sequences but rank 0 packed {n_seq}; every "
+                        "rank must be given the same data"
+                    )
+                merged.update({e["index"]: e for e in prog["shards"]})
+            self._finish(merged, n_seq, n_shards)
+        g.barrier("the merged manifest")
+        return Store(self.folder)
+
+    def _loop(self, rows: Iterator[torch.Tensor], mine: dict[int, dict[str, Any]], progress: bool) -> int:
+        """Consume every row; compute and write the shards this rank owns that are not finished."""
+        g = self.group
+        bar = _progress_bar(progress and g.rank == 0, self.source, self.context)
+        self.bar, self.bytes_written, self.t0 = bar, 0, time.perf_counter()
+        n_seq = 0
+        shard: _ShardBuffer | None = None
+        pending: list[torch.Tensor] = []
+        try:
+            for row in rows:
+                k = n_seq // self.shard_rows
+                n_seq += 1
+                if k % g.world_size != g.rank or k in mine:
+                    continue
+                if shard is None or shard.index != k:
+                    if shard is not None:
+                        self._flush(shard, pending)
+                        mine[shard.index] = self._write(shard)
+                        self._after_shard(mine)
+                    shard = _ShardBuffer(k, self.shard_rows, self.context, self.shapes, self.dtype)
+                pending.append(row)
+                if len(pending) == self.batch_size:
+                    self._flush(shard, pending)
+            if shard is not None:
+                self._flush(shard, pending)
+                mine[shard.index] = self._write(shard)
+                self._after_shard(mine)
+        finally:
+            bar.close()
+        return n_seq
+
+    # ---- computing ------------------------------------------------------------------------------
+    def _forward(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.inference_mode():
+            run = self.model.run(ids, cache=self.names, return_logits=False)
+        return {name: run.cache[name] for name in self.names}
+
+    def _probe(self, first: torch.Tensor) -> dict[str, tuple[int, ...]]:
+        """Per-token shape of every site, from a forward of the first row (fails before writing anything)."""
+        shapes = {}
+        for name, act in self._forward(first[None]).items():
+            if act.ndim < 3 or tuple(act.shape[:2]) != (1, self.context):
+                raise InputError(
+                    f"the site {name!r} gives {list(act.shape)} for one row of {self.context} tokens, not "
+                    "[batch, pos, ...]; a store holds per-token activations (attention patterns cannot be stored)"
+                )
+            shapes[name] = tuple(act.shape[2:])
+        self.shapes = shapes
+        return shapes
+
+    def _flush(self, shard: _ShardBuffer, pending: list[torch.Tensor]) -> None:
+        if not pending:
+            return
+        ids = torch.stack(pending)  # [batch, context]
+        acts = self._forward(ids)
+        shard.add(ids, acts)
+        n = ids.numel()
+        pending.clear()
+        self.bar.update(n)
+
+    def _write(self, shard: _ShardBuffer) -> dict[str, Any]:
+        from safetensors.torch import save
+
+        n = shard.n_rows
+        tensors = {name: buf[:n] for name, buf in shard.acts.items()}
+        tensors[TOKENS] = shard.tokens[:n]
+        seq0 = shard.index * self.shard_rows
+        # One metadata key: safetensors keeps metadata in a hash map, so several keys come out in any order
+        # and the same shard would not always have the same bytes.
+        info = {"format": FORMAT, "index": shard.index, "seq_start": seq0, "context": self.context}
+        meta = {"tsi": json.dumps(info, sort_keys=True)}
+        blob = save(tensors, metadata=meta)
+        file = self.folder / shard_name(shard.index)
+        atomic_write(file, blob, self.tag)
+        self.bytes_written += len(blob)
+        seq1 = seq0 + n // self.context
+        return {
+            "index": shard.index,
+            "file": file.name,
+            "seq_start": seq0,
+            "seq_stop": seq1,
+            "row_start": seq0 * self.context,
+            "row_stop": seq1 * self.context,
+            "bytes": len(blob),
+            "sha256": hashlib.sha256(blob).hexdigest(),
+        }
+
+    def _after_shard(self, mine: dict[int, dict[str, Any]]) -> None:
+        if self.group.distributed:
+            self._write_progress(mine, None, done=False)
+        else:
+            write_json(self.folder / MANIFEST, self._manifest(list(mine.values()), complete=False), self.tag)
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.set_postfix_str(f"{len(mine)} shards, disk {self.bytes_written / dt / 1e6:.0f} MB/s")
+
+    # ---- manifests ------------------------------------------------------------------------------
+    def _settings(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+        module = self.model.module
+        hf = getattr(module, "config", None)
+        tok = self.model.tokenizer
+        return {
+            "model": {
+                "name": getattr(hf, "_name_or_path", None) or type(module).__name__,
+                "class": f"{type(module).__module__}.{type(module).__qualname__}",
+                "d_model": self.model.cfg.d_model,
+            },
+            "tokenizer": (getattr(tok, "name_or_path", None) or type(tok).__name__)
+            if tok is not None
+            else None,
+            "sites": {n: {"shape": list(s)} for n, s in shapes.items()},
+            "dtype": DTYPES[self.dtype],
+            "context": self.context,
+            "batch_size": self.batch_size,
+            "shard_rows": self.shard_rows,
+            "source": self.source.description,
+        }
+
+    def _manifest(self, shards: list[dict[str, Any]], complete: bool, **extra: Any) -> dict[str, Any]:
+        from .. import __version__
+
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "complete": complete,
+            **self.settings,
+            **extra,
+            "world_size": self.group.world_size,
+            "writer": f"torch-shard-interpret {__version__}",
+            "shards": sorted(shards, key=lambda s: s["index"]),
+        }
+
+    def _finish(self, shards: dict[int, dict[str, Any]], n_seq: int, n_shards: int) -> None:
+        missing = [k for k in range(n_shards) if k not in shards]
+        if missing:
+            raise StoreError(f"shards {missing[:5]} were not written by any rank; rerun with resume=True")
+        extra = {
+            "n_sequences": n_seq,
+            "n_rows": n_seq * self.context,
+            "n_tokens": n_seq * self.context,
+            "dropped_tail_tokens": self.source.dropped_tail_tokens,
+        }
+        manifest = self._manifest([shards[k] for k in range(n_shards)], complete=True, **extra)
+        write_json(self.folder / MANIFEST, manifest, self.tag)
+        for p in self.folder.glob("progress.rank*.json"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+        for k in range(n_shards, n_shards + 10**6):  # shards beyond the data (an old, longer run)
+            if not (self.folder / shard_name(k)).exists():
+                break
+            (self.folder / shard_name(k)).unlink()
+        remove_stray_temps(self.folder)
+
+    def _write_progress(self, shards: dict[int, dict[str, Any]], n_seq: int | None, done: bool) -> None:
+        prog = {"rank": self.group.rank, "world_size": self.group.world_size, "done": done,
+                "n_sequences": n_seq, "shards": sorted(shards.values(), key=lambda s: s["index"])}  # fmt: skip
+        write_json(self.folder / progress_name(self.group.rank), prog, self.tag)
+
+    def _existing(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+        if not (self.folder / MANIFEST).exists():
+            return None
+        old = read_manifest(self.folder)
+        if not resume and not overwrite:
+            state = "a finished" if old.get("complete") else "an unfinished"
+            raise StoreError(
+                f"{str(self.folder)!r} already holds {state} activation store; pass resume=True to continue "
+                "it, overwrite=True to replace it, or choose another folder"
+            )
+        return old
+
+    def _reusable(self, old: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
+        """Finished shards (from the manifest and any rank's progress file) that can be kept as they are."""
+        if old is None:
+            return {}
+        diff = [k for k in _SETTINGS if k != "sites" and old.get(k) != self.settings[k]]
+        if (
+            list(old.get("sites", {})) != list(self.settings["sites"])
+            or old.get("sites") != self.settings["sites"]
+        ):
+            diff.insert(0, "sites")
+        if diff:
+            raise StoreMismatchError(
+                f"cannot resume the store at {str(self.folder)!r}: it was harvested with other settings ("
+                + "; ".join(f"{k}: {old.get(k)!r} now {self.settings[k]!r}" for k in diff)
+                + "); use the same arguments, overwrite=True, or another folder"
+            )
+        candidates = {e["index"]: e for e in old.get("shards", [])}
+        for p in sorted(self.folder.glob("progress.rank*.json")):
+            with contextlib.suppress(StoreError):
+                candidates.update({e["index"]: e for e in read_json(p).get("shards", [])})
+        if old.get("complete"):  # finished store: cheap size checks only (reads verify checksums lazily)
+            return {k: e for k, e in candidates.items() if _size_ok(self.folder, e)}
+        g = self.group
+        keep = {}
+        for k, e in candidates.items():
+            # Each rank verifies (reads) only the shards it would otherwise compute.
+            if k % g.world_size != g.rank:
+                keep[k] = e
+            elif _size_ok(self.folder, e) and sha256_file(self.folder / e["file"]) == e["sha256"]:
+                keep[k] = e
+        return keep
+
+    def _clear(self) -> None:
+        for p in [*self.folder.glob("shard-*.safetensors"), *self.folder.glob("progress.rank*.json")]:
+            p.unlink()
+        (self.folder / MANIFEST).unlink()
+
+    def _default_shard_rows(self, shapes: dict[str, tuple[int, ...]]) -> int:
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        per_seq = self.context * (sum(math.prod(s) for s in shapes.values()) * itemsize + 4)
+        n = max(1, DEFAULT_SHARD_BYTES // per_seq)
+        return max(self.batch_size, n // self.batch_size * self.batch_size)
+
+
+def _size_ok(folder: Path, entry: dict[str, Any]) -> bool:
+    try:
+        return (folder / entry["file"]).stat().st_size == entry["bytes"]
+    except OSError:
+        return False
+
+
+def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+    yield first
+    yield from rest
+
+
+class _ShardBuffer:
+    """Preallocated tensors of one shard, filled batch by batch (bounded memory: one shard)."""
+
+    def __init__(self, index: int, shard_rows: int, context: int, shapes: dict[str, tuple[int, ...]],
+                 dtype: torch.dtype):  # fmt: skip
+        self.index = index
+        n = shard_rows * context
+        self.acts = {name: torch.empty((n, *shape), dtype=dtype) for name, shape in shapes.items()}
+        self.tokens = torch.empty(n, dtype=torch.int32)
+        self.n_rows = 0
+
+    def add(self, ids: torch.Tensor, acts: dict[str, torch.Tensor]) -> None:
+        a, b = self.n_rows, self.n_rows + ids.numel()
+        for name, act in acts.items():  # [batch, pos, *shape] -> rows [batch * pos, *shape]
+            self.acts[name][a:b].copy_(act.reshape(b - a, *act.shape[2:]))
+        self.tokens[a:b].copy_(ids.reshape(-1))
+        self.n_rows = b
+
+
+def _progress_bar(enabled: bool, source: Source, context: int) -> Any:
+    total = None
+    shape = source.description.get("shape")
+    if source.description.get("kind") == "tokens" and shape:
+        total = shape[0] * context
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is in the hf extra; without it, no bar
+        return _NoBar()
+    return tqdm(
+        total=total, unit="tok", unit_scale=True, desc="harvest", disable=not enabled, dynamic_ncols=True
+    )
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix_str(self, s: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

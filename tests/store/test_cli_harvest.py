@@ -1,0 +1,61 @@
+"""`tsi harvest` on a tiny random LLaMA (preloaded, no download)."""
+
+from __future__ import annotations
+
+import pytest
+
+import torch_shard_interpret as tsi
+from torch_shard_interpret.cli import harvest as cli_harvest
+from torch_shard_interpret.cli.main import main
+
+
+@pytest.fixture
+def data(worker, tiny, monkeypatch, tmp_path):
+    monkeypatch.setitem(cli_harvest._PRELOADED, "tiny", tiny)
+    path = tmp_path / "data.txt"
+    path.write_text("\n".join(worker.texts()) + "\n")
+    return path
+
+
+def test_harvest_writes_a_store_and_resumes(data, tmp_path, capsys):
+    out = tmp_path / "acts"
+    argv = ["harvest", "--model", "tiny", "--data", str(data), "--sites", "blocks.1.resid_post,blocks.0.mlp.out",
+            "--out", str(out), "--context", "16", "--batch-size", "4", "--shard-rows", "8", "--dtype", "bfloat16"]  # fmt: skip
+    assert main(argv) == 0
+    assert "tokens x 2 site(s)" in capsys.readouterr().out
+    store = tsi.store.open(out)
+    assert (
+        store.sites == ["blocks.1.resid_post", "blocks.0.mlp.out"] and store.manifest["dtype"] == "bfloat16"
+    )
+    assert main([*argv, "--resume"]) == 0
+    assert main(argv) == 2 and "already holds a finished activation store" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"--sites": "blocks.1.resid_pots"}, "unknown site 'blocks.1.resid_pots'"),
+        ({"--out": "/proc/no-store-here"}, "cannot write a store"),
+        ({"--data": "EMPTY"}, "no complete row"),
+        ({"--data": "/no/such/file.txt"}, "does not exist"),
+        ({"--data": "data.csv"}, ".jsonl"),
+        ({"--context": "0"}, "positive"),
+    ],
+)
+def test_harvest_errors_are_one_line(data, tmp_path, capsys, change, fragment):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    args = {
+        "--model": "tiny",
+        "--data": str(data),
+        "--sites": "blocks.1.resid_post",
+        "--out": str(tmp_path / "o"),
+    }
+    args.update(change)
+    if args["--data"] == "EMPTY":
+        args["--data"] = str(empty)
+    argv = ["harvest", "--context", "16", *[x for kv in args.items() for x in kv]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tsi: error: ") and fragment in err[0], err
+    assert not (tmp_path / "o").exists()  # nothing half-written
