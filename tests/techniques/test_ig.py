@@ -89,10 +89,7 @@ def test_bad_inputs(tiny):
 def test_embedded_model_paris():
     from _models import embedded_model
 
-    try:
-        model = embedded_model()
-    except tsi.ModelNotFoundError as exc:  # the embedded weights are not installed here
-        pytest.skip(str(exc))
+    model = embedded_model()  # `make test` installs it: a missing model is a failure, not a skip
     # The first token is SmolLM2's attention sink: keep it fixed, or the path gets too rough for 128 points.
     res = tsi.attribution.integrated_gradients(
         model, "The Eiffel Tower is located in the city of", " Paris", steps=128, batch_size=32, keep=[0]
