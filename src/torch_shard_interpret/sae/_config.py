@@ -1,0 +1,115 @@
+"""SAEConfig (what an SAE is) and TrainConfig (how it is trained): the Python API and `tsi train-sae` share them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..core._errors import TsiError
+
+KINDS = ("relu", "topk", "batchtopk", "jumprelu")
+NORMALIZATIONS = ("none", "expected_average_only_in")
+
+
+class SAEError(TsiError, ValueError):
+    """An SAE configuration, file or input cannot be used."""
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """The architecture of one sparse autoencoder (or transcoder) and where it belongs in a model."""
+
+    d_in: int
+    """Width of the activations read (``d_model`` for a residual-stream site)."""
+    d_sae: int
+    """Number of latents (dictionary size)."""
+    kind: str = "topk"
+    """``relu`` (ReLU + L1), ``topk`` (k largest per token), ``batchtopk`` (k x batch largest per batch while
+    training, a threshold at inference) or ``jumprelu`` (per-latent learned threshold, L0 penalty)."""
+    k: int | None = 32
+    """Active latents per token for ``topk``/``batchtopk`` (mean over the batch for ``batchtopk``)."""
+    l1_coefficient: float = 5.0
+    """Weight of the L1 penalty (``relu``), on activations normalised to mean norm ``sqrt(d_in)``."""
+    l0_coefficient: float = 1e-3
+    """Weight of the L0 penalty (``jumprelu``)."""
+    jumprelu_bandwidth: float = 1e-3
+    """Width of the rectangle kernel of the straight-through estimator (``jumprelu``)."""
+    jumprelu_init_threshold: float = 1e-3
+    """Initial threshold of every latent (``jumprelu``)."""
+    aux_k: int | None = None
+    """Dead latents used by the AuxK loss (``topk``/``batchtopk``); None: ``d_in // 2``."""
+    aux_coefficient: float = 1 / 32
+    """Weight of the AuxK loss (Gao et al. 2024 use 1/32); 0 turns it off."""
+    transcoder: bool = False
+    """Read one site (``hook_name``) and predict another (``hook_name_out``) instead of reconstructing."""
+    d_out: int | None = None
+    """Width of the predicted activations (transcoders); None: ``d_in``."""
+    hook_name: str | None = None
+    """Site the SAE reads, in our names (``blocks.6.resid_post``; transcoders: ``model.layers.3.mlp:input``)."""
+    hook_name_out: str | None = None
+    """Site a transcoder predicts (``blocks.3.mlp.out``)."""
+    model_name: str | None = None
+    """The model it was trained on (informational)."""
+    dtype: str = "float32"
+    """Parameter dtype name (``float32``, ``bfloat16``...)."""
+    apply_b_dec_to_input: bool = True
+    """Subtract ``b_dec`` from the input before encoding (pre-encoder bias); False for transcoders."""
+    normalize_activations: str = "none"
+    """``none``: weights act on raw activations. Training normalises to mean norm ``sqrt(d_in)`` and folds the
+    factor into the weights at the end, so trained SAEs always say ``none``."""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    """Anything else read from a cfg.json (kept, saved back, never interpreted)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SAEError(f"unknown SAE kind {self.kind!r}; choose one of {', '.join(KINDS)}")
+        if self.d_in < 1 or self.d_sae < 1:
+            raise SAEError(f"d_in and d_sae must be positive, not {self.d_in} and {self.d_sae}")
+        if self.kind in ("topk", "batchtopk") and (self.k is None or not 0 < self.k <= self.d_sae):
+            raise SAEError(f"k must be between 1 and d_sae={self.d_sae} for a {self.kind} SAE, not {self.k}")
+        if self.normalize_activations not in NORMALIZATIONS:
+            raise SAEError(
+                f"normalize_activations {self.normalize_activations!r} is not supported; use 'none' "
+                "(SAELens files with 'expected_average_only_in' load when they carry norm_scaling_factor)"
+            )
+
+    @property
+    def out_dim(self) -> int:
+        return self.d_out if self.d_out is not None else self.d_in
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SAEConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How ``tsi.sae.train`` trains. None means "pick from the data" (documented per field)."""
+
+    steps: int | None = None
+    """Optimizer steps. None: a tensor gets about 5 epochs (at least 300 steps, at most 20,000), a store one
+    epoch, on-the-fly training as many batches as the texts give."""
+    batch_size: int = 4096
+    """Tokens per step (the global batch under DDP); capped at the number of rows of a small tensor."""
+    lr: float | None = None
+    """Adam learning rate. None: ``2e-4 / sqrt(d_sae / 2**14)`` (Gao et al.'s scaling)."""
+    warmup_steps: int | None = None
+    """Linear warm-up steps; None: 5% of the steps, at most 1,000."""
+    decay_fraction: float = 0.2
+    """Final fraction of the steps over which the learning rate decays linearly to zero."""
+    seed: int = 0
+    """Seeds the initialisation, the shuffling and the resampling."""
+    normalize: bool = True
+    """Train on activations scaled to mean norm ``sqrt(d_in)`` (factor folded into the weights at the end)."""
+    dead_after_tokens: int | None = None
+    """A latent is dead after this many tokens without firing; None: ``min(10M, total tokens / 10)``."""
+    resample_every: int | None = None
+    """``relu`` only: resample dead latents every this many steps (None: every 25% of the run; 0: never)."""
+    checkpoint_every: int | None = None
+    """Steps between checkpoints in ``checkpoint_dir``; None: 10% of the run."""
+    log_every: int = 10
+    """Steps between progress-bar updates."""
