@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from .._io import atomic_write, writable_dir_problem
 
 HELP = "show the logit lens (or a tuned lens) of a prompt, or train a tuned lens"
 DEFAULT_MODEL = "smollm2-135m"
@@ -134,25 +134,15 @@ def _table(result: Any, kind: str, args: argparse.Namespace) -> None:
 def _check_dir(path: Path) -> None:
     from ..core import InputError
 
-    if path.exists() and not path.is_dir():
+    problem = writable_dir_problem(path)
+    if problem is None:
+        return
+    if problem.kind == "file":
         raise InputError(f"{str(path)!r} is a file; give a directory path")
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise InputError(
-            f"cannot write to {str(path)!r}: {str(probe)!r} is not writable; choose another directory"
-        )
+    raise InputError(
+        f"cannot write to {str(path)!r}: {str(problem.path)!r} is not writable; choose another directory"
+    )
 
 
 def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, text, mode=None, mkdir=True)

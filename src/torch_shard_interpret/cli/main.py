@@ -21,7 +21,18 @@ from collections.abc import Sequence
 PROG = "tsi"
 
 # Module names under torch_shard_interpret.cli, in the order `tsi --help` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("models", "report", "lens", "patch", "steer", "probe", "serve", "harvest", "train_sae")
+SUBCOMMANDS: tuple[str, ...] = (
+    "models",
+    "report",
+    "lens",
+    "attribute",
+    "patch",
+    "steer",
+    "probe",
+    "serve",
+    "harvest",
+    "train_sae",
+)
 
 _TRUTHY = {"1", "true", "yes", "on"}
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from .._io import atomic_write, slug, writable_dir_problem
 
 HELP = "patch clean activations into a corrupt prompt, site by site and position by position (HTML heatmap)"
 DEFAULT_MODEL = "smollm2-135m"
@@ -112,47 +112,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _slug(text: str, limit: int = 40) -> str:
-    import re
-
-    words = re.findall(r"[a-z0-9]+", text.lower())
-    out = ""
-    for w in words:
-        if len(out) + len(w) + 1 > limit:
-            break
-        out = f"{out}-{w}" if out else w
-    return out or "prompt"
+    return slug(text, limit, "prompt")
 
 
 def _check_out_dir(path: Path) -> None:
     from ..core import InputError
 
     path = path.expanduser()
-    if path.exists() and not path.is_dir():
+    problem = writable_dir_problem(path)
+    if problem is None:
+        return
+    if problem.kind == "file":
         raise InputError(f"--out {str(path)!r} is a file, not a directory; give a directory for {FILE_NAME}")
-    probe = path
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write to --out {str(path)!r}: {str(probe)!r} is not a writable directory")
+    raise InputError(
+        f"cannot write to --out {str(path)!r}: {str(problem.path)!r} is not a writable directory"
+    )
 
 
 def _write(text: str, final: Path) -> Path:
     """Write ``final`` atomically: a temporary file in the same directory, then ``os.replace``."""
-    final = final.expanduser()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".patching-", suffix=".html.tmp", dir=final.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return final
+    return atomic_write(final.expanduser(), text, prefix=".patching-", suffix=".html.tmp", mkdir=True)
 
 
 def _summary(result: Any, args: argparse.Namespace, path: Path) -> None:

@@ -118,16 +118,7 @@ def lens_from_run(
     first = run.cache[names[0]]
     if first.shape[0] != 1:
         raise InputError(f"the logit lens takes one prompt, not a batch of {first.shape[0]}")
-    n_pos = first.shape[1]
-    if positions is None:
-        cols = list(range(n_pos))
-    else:
-        raw = [positions] if isinstance(positions, int) else list(positions)
-        cols = []
-        for p in raw:
-            if not -n_pos <= p < n_pos:
-                raise InputError(f"position {p} is outside the prompt of {n_pos} tokens")
-            cols.append(p % n_pos)
+    cols = position_columns(positions, first.shape[1])
     chunks = []
     for start in range(0, len(names), batch_size):
         resid = torch.stack(
@@ -145,3 +136,16 @@ def lens_from_run(
         layer_names=names,
         tokenizer=model.tokenizer,
     )
+
+
+def position_columns(positions: Any, n_pos: int) -> list[int]:
+    """The prompt positions a lens reads (``None``: all of them), as indices in ``0..n_pos-1``."""
+    if positions is None:
+        return list(range(n_pos))
+    raw = [positions] if isinstance(positions, int) else list(positions)
+    cols = []
+    for p in raw:
+        if not -n_pos <= p < n_pos:
+            raise InputError(f"position {p} is outside the prompt of {n_pos} tokens")
+        cols.append(p % n_pos)
+    return cols

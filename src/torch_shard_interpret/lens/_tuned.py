@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -40,10 +39,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._io import atomic_write
 from ..core._errors import InputError, TsiError
 from ..core._model import Model
 from ..core._site import natural_key
-from ._logit import as_token_id, module_device, module_dtype, readout_modules, str_tokens
+from ._logit import (
+    as_token_id,
+    module_device,
+    module_dtype,
+    position_columns,
+    readout_modules,
+    str_tokens,
+)
 from ._result import LensResult
 
 WEIGHTS_FILE = "tuned_lens.safetensors"
@@ -170,18 +177,6 @@ def _frozen(*modules: nn.Module) -> Iterator[None]:
     finally:
         for p, f in zip(params, flags, strict=True):
             p.requires_grad_(f)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---- the lens -------------------------------------------------------------------------------------------
@@ -388,8 +383,7 @@ class TunedLens:
         first = run.cache[names[0]]
         if first.shape[0] != 1:
             raise InputError(f"the tuned lens takes one prompt, not a batch of {first.shape[0]}")
-        n_pos = first.shape[1]
-        cols = _columns(positions, n_pos)
+        cols = position_columns(positions, first.shape[1])
         rows = []
         for i, name in enumerate(names):
             h = self.translate(i, run.cache[name][0, cols].float())  # [pos, d_model]
@@ -441,8 +435,8 @@ class TunedLens:
             "d_model": self.d_model,
             "info": self.info,
         }
-        _atomic_write(out / WEIGHTS_FILE, save(tensors))
-        _atomic_write(out / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
+        atomic_write(out / WEIGHTS_FILE, save(tensors), mode=None, mkdir=True)
+        atomic_write(out / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode(), mode=None, mkdir=True)
         return out
 
     @classmethod
@@ -482,18 +476,6 @@ class _LogitLensMaps:
 
     def translate(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
         return resid
-
-
-def _columns(positions: Any, n_pos: int) -> list[int]:
-    if positions is None:
-        return list(range(n_pos))
-    raw = [positions] if isinstance(positions, int) else list(positions)
-    cols = []
-    for p in raw:
-        if not -n_pos <= p < n_pos:
-            raise InputError(f"position {p} is outside the prompt of {n_pos} tokens")
-        cols.append(p % n_pos)
-    return cols
 
 
 @torch.no_grad()

@@ -72,15 +72,7 @@ def activation_patching(
     once for all of them. It applies to ``blocks.N.*`` sites of Hugging Face models; the first batch is
     checked against a plain one-row patched run, and any failure falls back to fixed batches.
     """
-    if direction not in DIRECTIONS:
-        raise PatchingError(f"direction must be 'denoise' or 'noise', not {direction!r}")
-    clean_ids, corrupt_ids = check_pair(model, clean, corrupt)
-    site_objs = model.resolve(sites)
-    if not site_objs:
-        raise PatchingError(f"sites={sites!r} selects no site of this model")
-    if heads:
-        check_head_sites(site_objs, "sites")
-    names = [s.name for s in site_objs]
+    clean_ids, corrupt_ids, site_objs, names = _prepare(model, clean, corrupt, sites, heads, direction)
     clean_run = model.run(clean_ids, cache=names)
     corrupt_run = model.run(corrupt_ids, cache=names)
     clean_m = float(call_metric(metric, clean_run.logits, 1)[0])
@@ -89,9 +81,7 @@ def activation_patching(
     baseline, target = (corrupt_m, clean_m) if direction == "denoise" else (clean_m, corrupt_m)
     scale = _scale(normalize, baseline, target)
 
-    n_pos = clean_ids.shape[1]
-    n_heads = source.cache[names[0]].shape[2] if heads else None
-    col_pos, col_heads = columns(positions, n_pos, heads, n_heads)
+    col_pos, col_heads = _columns(positions, clean_ids, source.cache[names[0]], heads)
     for site in site_objs:
         _check_layout(site, source.cache[site.name], heads)
     base = corrupt_run if direction == "denoise" else clean_run
@@ -161,7 +151,29 @@ def activation_patching(
     )
 
 
-# ---- pieces shared with path patching ----------------------------------------------------------------
+# ---- pieces shared with path and attribution patching ----------------------------------------------------------------
+def _prepare(
+    model: Model, clean: Any, corrupt: Any, sites: str | Sequence[str], heads: bool, direction: str
+) -> tuple[torch.Tensor, torch.Tensor, list[Site], list[str]]:
+    """Check the arguments of activation and attribution patching: (clean ids, corrupt ids, sites, names)."""
+    if direction not in DIRECTIONS:
+        raise PatchingError(f"direction must be 'denoise' or 'noise', not {direction!r}")
+    clean_ids, corrupt_ids = check_pair(model, clean, corrupt)
+    site_objs = model.resolve(sites)
+    if not site_objs:
+        raise PatchingError(f"sites={sites!r} selects no site of this model")
+    if heads:
+        check_head_sites(site_objs, "sites")
+    return clean_ids, corrupt_ids, site_objs, [s.name for s in site_objs]
+
+
+def _columns(
+    positions: Any, ids: torch.Tensor, first: torch.Tensor, heads: bool
+) -> tuple[list[list[int]], list[int] | None]:
+    """``columns`` for prompts ``ids`` [1, pos]; ``first``: the cached value of the first site (head count)."""
+    return columns(positions, ids.shape[1], heads, first.shape[2] if heads else None)
+
+
 def _scale(normalize: bool, baseline: float, target: float) -> float:
     if not normalize:
         return 1.0

@@ -14,16 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ._activation import DIRECTIONS, _check_layout, _scale, columns
-from ._common import (
-    Metric,
-    PatchingError,
-    call_metric,
-    call_metric_grad,
-    check_head_sites,
-    check_pair,
-    str_tokens,
-)
+from ._activation import _check_layout, _columns, _prepare, _scale
+from ._common import Metric, call_metric, call_metric_grad, str_tokens
 from ._result import PatchResult
 
 if TYPE_CHECKING:
@@ -46,15 +38,7 @@ def attribution_patching(
     positions and the feature dimension (``d_model``; ``d_head`` of the column's head with ``heads=True``),
     where ``grad = d metric / d act`` on the run being patched (the corrupt run for denoising) and
     ``source_act`` comes from the other run."""
-    if direction not in DIRECTIONS:
-        raise PatchingError(f"direction must be 'denoise' or 'noise', not {direction!r}")
-    clean_ids, corrupt_ids = check_pair(model, clean, corrupt)
-    site_objs = model.resolve(sites)
-    if not site_objs:
-        raise PatchingError(f"sites={sites!r} selects no site of this model")
-    if heads:
-        check_head_sites(site_objs, "sites")
-    names = [s.name for s in site_objs]
+    clean_ids, corrupt_ids, site_objs, names = _prepare(model, clean, corrupt, sites, heads, direction)
     base_ids, src_ids = (corrupt_ids, clean_ids) if direction == "denoise" else (clean_ids, corrupt_ids)
 
     source = model.run(src_ids, cache=names)  # forward 1
@@ -71,9 +55,7 @@ def attribution_patching(
     clean_m, corrupt_m = (src_m, base_m) if direction == "denoise" else (base_m, src_m)
     scale = _scale(normalize, base_m, src_m)
 
-    n_pos = clean_ids.shape[1]
-    n_heads = source.cache[names[0]].shape[2] if heads else None
-    col_pos, col_heads = columns(positions, n_pos, heads, n_heads)
+    col_pos, col_heads = _columns(positions, clean_ids, source.cache[names[0]], heads)
     raw = torch.empty(len(names), len(col_pos))
     for i, site in enumerate(site_objs):
         _check_layout(site, source.cache[site.name], heads)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .._io import atomic_path, atomic_write
 from ._common import PatchingError
 
 TENSORS_FILE = "patch_result.safetensors"
@@ -229,10 +229,9 @@ class PatchResult:
             "info": _jsonable(self.info),
         }
         tensors = {"effects": self.effects.contiguous().cpu(), "raw": self.raw.contiguous().cpu()}
-        _atomic(out / TENSORS_FILE, lambda tmp: save_file(tensors, tmp))
-        _atomic(
-            out / META_FILE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        )
+        with atomic_path(out / TENSORS_FILE, prefix=f".{TENSORS_FILE}-") as tmp:
+            save_file(tensors, str(tmp))
+        atomic_write(out / META_FILE, json.dumps(meta, indent=1), prefix=f".{META_FILE}-")
         return out
 
     @classmethod
@@ -259,18 +258,3 @@ def _jsonable(obj: Any) -> Any:
         if isinstance(obj, (list, tuple)):
             return [_jsonable(v) for v in obj]
         return repr(obj)
-
-
-def _atomic(final: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}-", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -12,8 +12,6 @@ Three passes over the model, each as small as it can be:
 from __future__ import annotations
 
 import os
-import re
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -24,6 +22,7 @@ from typing import Any
 
 import torch
 
+from .. import _io
 from ..attribution._dla import DLA_SITES, DLAResult, dla_from_run
 from ..attribution._saliency import saliency_scores
 from ..core._errors import InputError, TsiError
@@ -234,13 +233,7 @@ def _patterns(
 
 def slug(prompt: str, limit: int = 48) -> str:
     """A file-system-safe name from a prompt: lowercase words joined by dashes."""
-    words = re.findall(r"[a-z0-9]+", prompt.lower())
-    out = ""
-    for w in words:
-        if len(out) + len(w) + 1 > limit:
-            break
-        out = f"{out}-{w}" if out else w
-    return out or "report"
+    return _io.slug(prompt, limit, "report")
 
 
 def default_out_dir(prompt: str) -> Path:
@@ -250,40 +243,34 @@ def default_out_dir(prompt: str) -> Path:
 def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     """Fail early (before any model work) when ``out_dir`` cannot hold the report; creates nothing."""
     path = Path(out_dir).expanduser()
-    if path.exists() and not path.is_dir():
+    problem = _io.writable_dir_problem(path)
+    if problem is None:
+        return path
+    if problem.kind == "file":
         raise ReportOutputError(
             f"--out {str(path)!r} is a file, not a directory; give a directory for report.html"
         )
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ReportOutputError(f"cannot create --out {str(path)!r}: {str(probe)!r} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ReportOutputError(f"cannot write the report to {str(path)!r}: {str(probe)!r} is not writable")
-    return path
+    if problem.kind == "not_dir":
+        raise ReportOutputError(
+            f"cannot create --out {str(path)!r}: {str(problem.path)!r} is not a directory"
+        )
+    raise ReportOutputError(
+        f"cannot write the report to {str(path)!r}: {str(problem.path)!r} is not writable"
+    )
 
 
 def write_report(html: str, out_dir: str | os.PathLike[str]) -> Path:
     """Write ``out_dir/report.html`` atomically (a temporary file in the same directory, then ``os.replace``)."""
     path = check_out_dir(out_dir)
+
+    def failed(exc: OSError) -> ReportOutputError:
+        return ReportOutputError(f"cannot write the report to {str(path)!r}: {exc.strerror or exc}")
+
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html.tmp", dir=path)
     except OSError as exc:
-        raise ReportOutputError(f"cannot write the report to {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
-        final = path / "report.html"
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return final
+        raise failed(exc) from None
+    # written with the default mode 0o644 (mkstemp creates 0600; a report is meant to be shared)
+    return _io.atomic_write(
+        path / "report.html", html, prefix=".report-", suffix=".html.tmp", create_error=failed
+    )

@@ -329,25 +329,19 @@ def colored_tokens(
     tokens: Sequence[str], values: Sequence[float], *, vmax: float, titles: Sequence[str]
 ) -> str:
     """Tokens as inline chips coloured on the diverging scale."""
-    spans = []
-    for tok, v, title in zip(tokens, values, titles, strict=True):
-        fill = diverging(v, vmax)
-        spans.append(
-            f'<span class="chip" style="background:{fill};color:{text_on(fill)}" title="{esc(title)}">'
-            f"{esc(show_token(tok))}</span>"
-        )
-    return "".join(spans)
+    return _chips(tokens, [diverging(v, vmax) for v in values], titles)
 
 
 def sequential_tokens(
     tokens: Sequence[str], values: Sequence[float], *, vmax: float, titles: Sequence[str]
 ) -> str:
     """Tokens as inline chips coloured on the sequential scale (0 .. vmax)."""
-    spans = []
-    for tok, v, title in zip(tokens, values, titles, strict=True):
-        fill = sequential(0.0 if vmax <= 0 else v / vmax)
-        spans.append(
-            f'<span class="chip" style="background:{fill};color:{text_on(fill)}" title="{esc(title)}">'
-            f"{esc(show_token(tok))}</span>"
-        )
-    return "".join(spans)
+    return _chips(tokens, [sequential(0.0 if vmax <= 0 else v / vmax) for v in values], titles)
+
+
+def _chips(tokens: Sequence[str], fills: Sequence[str], titles: Sequence[str]) -> str:
+    return "".join(
+        f'<span class="chip" style="background:{fill};color:{text_on(fill)}" title="{esc(title)}">'
+        f"{esc(show_token(tok))}</span>"
+        for tok, fill, title in zip(tokens, fills, titles, strict=True)
+    )

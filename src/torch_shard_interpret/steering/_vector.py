@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 import torch
 
+from .. import _io
 from ..core._errors import InputError, ShapeMismatchError, TsiError
 from ..core._interventions import Add
 from ._acts import Position, as_texts, check_position, collect
@@ -286,25 +286,16 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         )
     if path.is_dir():
         raise SteeringFileError(f"cannot write {str(path)!r}: it is a folder; give a file path")
-    raw = data.encode() if isinstance(data, str) else data
-    try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.tmp-")
-    except OSError as exc:
-        raise SteeringFileError(
+
+    def failed(exc: OSError) -> SteeringFileError:
+        return SteeringFileError(
             f"cannot write into {str(parent)!r} ({exc.strerror}); choose a writable folder"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        )
+
+    raw = data.encode() if isinstance(data, str) else data
+    _io.atomic_write(
+        path, raw, mode=None, prefix=f".{path.name}.tmp-", suffix="", fsync=True, create_error=failed
+    )
 
 
 def _one(texts: Any, what: str) -> str:

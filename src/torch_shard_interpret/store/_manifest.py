@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from .. import _io
 from ._errors import StoreError
 
 FORMAT = "tsi-activation-store"
@@ -41,31 +40,8 @@ def atomic_write(path: Path, data: bytes, tag: str = "") -> None:
 
     A process killed at any moment leaves either the old file or the new one, plus at worst a stray
     ``.tmp`` file (never read, removed by the next harvest)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{tag}", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not possible on some platforms (Windows)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    _io.atomic_write(path, data, mode=None, prefix=f".{path.name}.{tag}", fsync=True)
+    _io.fsync_dir(path.parent)
 
 
 def write_json(path: Path, obj: dict[str, Any], tag: str = "") -> None:

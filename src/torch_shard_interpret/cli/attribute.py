@@ -1,0 +1,143 @@
+"""``tsi attribute "PROMPT"``: which components (DLA) or input tokens (saliency, integrated gradients) a
+prediction comes from, as a terminal table and optionally an HTML file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write, writable_dir_problem
+
+HELP = "attribute a prediction to components (dla) or to input tokens (saliency, ig)"
+DEFAULT_MODEL = "smollm2-135m"
+METHODS = ("dla", "saliency", "ig")
+_PRELOADED: dict[str, Any] = {}  # name -> wrapped model, used instead of loading (tests, notebooks)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("attribute", help=HELP, description=HELP + ".")
+    parser.add_argument("prompt", metavar="PROMPT", help="the text whose next-token prediction is explained")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"model name or path (default {DEFAULT_MODEL})"
+    )
+    parser.add_argument("--method", choices=METHODS, default="dla", help="dla (default), saliency or ig")
+    parser.add_argument(
+        "--target", metavar="TOKEN", help="one token, e.g. ' Paris' (default: the top prediction)"
+    )
+    parser.add_argument(
+        "--baseline", metavar="TOKEN", help="dla/saliency: explain logit(target) - logit(this)"
+    )
+    parser.add_argument("--steps", type=int, default=64, help="ig: integration steps (default 64)")
+    parser.add_argument("--top", type=int, default=10, help="rows shown (default 10)")
+    parser.add_argument("--out", metavar="DIR", help="also write DIR/attribution.html (atomically)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core import InputError
+
+    if not args.prompt.strip():
+        raise InputError(
+            'the prompt is empty; give the text to explain, e.g. tsi attribute "The capital of France is"'
+        )
+    if args.steps < 2:
+        raise InputError(f"--steps must be at least 2, not {args.steps}")
+    out = Path(args.out) if args.out else None
+    if out is not None and (problem := writable_dir_problem(out)) is not None:
+        raise InputError(f"cannot write to {str(out)!r}: {str(problem.path)!r} is not a writable directory")
+    model = _PRELOADED.get(args.model)
+    if model is None:
+        import torch_shard_interpret as tsi
+
+        model = tsi.load(args.model)
+    for token in (args.target, args.baseline):
+        if token is not None:
+            model.token_id(token)  # one clear error for a target that is not exactly one token
+
+    import torch_shard_interpret as tsi
+
+    rows: list[tuple[str, float]]
+    if args.method == "dla":
+        result = tsi.attribution.direct_logit_attribution(model, args.prompt, args.target, args.baseline)
+        what = f"logit({result.target_str!r})" + (
+            f" - logit({result.baseline_str!r})" if result.baseline_str else ""
+        )
+        rows = sorted(result.components.items(), key=lambda kv: -abs(kv[1]))
+        heads = [
+            (f"L{i}H{h}", float(result.heads[i, h]))
+            for i in range(result.heads.shape[0])
+            for h in range(result.heads.shape[1])
+        ]
+        rows = rows[: args.top] + sorted(heads, key=lambda kv: -abs(kv[1]))[: args.top]
+        footer = f"total {result.total:+.3f} = components {sum(result.components.values()):+.3f} + remainder {result.remainder:+.2e}"
+        html = result.to_html()
+    elif args.method == "saliency":
+        scores = tsi.attribution.saliency(model, args.prompt, args.target, baseline=args.baseline)
+        toks = model.to_str_tokens(args.prompt)
+        what = f"gradient x input of logit({args.target or 'top prediction'!r})"
+        rows = sorted(
+            ((f"{t!r}·{i}", float(s)) for i, (t, s) in enumerate(zip(toks, scores.tolist(), strict=True))),
+            key=lambda kv: -abs(kv[1]),
+        )[: args.top]
+        footer = f"sum {float(scores.sum()):+.3f}"
+        html = _saliency_html(toks, scores.tolist(), what)
+    else:
+        if args.baseline is not None:
+            raise InputError(
+                "--baseline is for dla and saliency; integrated gradients integrates from a zero embedding"
+            )
+        result = tsi.attribution.integrated_gradients(
+            model, args.prompt, args.target, steps=args.steps, keep=[0]
+        )
+        what = f"integrated gradients of logit({result.target_str!r}), first token held fixed"
+        rows = sorted(
+            (
+                (f"{t!r}·{i}", float(a))
+                for i, (t, a) in enumerate(zip(result.str_tokens, result.attributions.tolist(), strict=True))
+            ),
+            key=lambda kv: -abs(kv[1]),
+        )[: args.top]
+        footer = (
+            f"completeness: sum {float(result.attributions.sum()):+.3f} vs f(input)-f(baseline) {result.delta:+.3f} "
+            f"(relative error {result.relative_error:.1%}; {'passes' if result.passes() else 'raise --steps'})"
+        )
+        html = result.to_html()
+    _print(rows, what, footer)
+    if out is not None:
+        path = atomic_write(out / "attribution.html", html, mode=None, mkdir=True)
+        print(f"html: {path.resolve()}")
+    return 0
+
+
+def _print(rows: list[tuple[str, float]], what: str, footer: str) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # plain text without rich
+        print(what)
+        for name, value in rows:
+            print(f"  {name:<28} {value:+.4f}")
+        print(footer)
+        return
+    table = Table(title=what, title_justify="left")
+    table.add_column("component / token")
+    table.add_column("contribution", justify="right")
+    for name, value in rows:
+        table.add_row(name, f"[{'red' if value > 0 else 'blue'}]{value:+.4f}[/]")
+    console = Console(file=sys.stdout)
+    console.print(table)
+    console.print(footer)
+
+
+def _saliency_html(tokens: list[str], scores: list[float], title: str) -> str:
+    import html
+
+    peak = max((abs(s) for s in scores), default=1.0) or 1.0
+    chips = "".join(
+        f'<span title="{s:+.4f}" style="padding:2px 4px;margin:1px;border-radius:3px;'
+        f'background:rgba({"200,40,40" if s > 0 else "40,80,200"},{abs(s) / peak:.2f})">{html.escape(t)}</span>'
+        for t, s in zip(tokens, scores, strict=True)
+    )
+    return f"<!doctype html><meta charset=utf-8><title>saliency</title><h3>{html.escape(title)}</h3><p>{chips}</p>"
