@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,67 +49,149 @@ class EvalResult:
         )
 
 
-def _ce(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None) -> tuple[float, int]:
-    """Summed next-token cross-entropy and the number of predicted tokens."""
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
-    nll = -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
-    m = (
-        mask[:, 1:].bool() & mask[:, :-1].bool()
-        if mask is not None
-        else torch.ones_like(nll, dtype=torch.bool)
-    )
+def _ce(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[float, int]:
+    """Summed next-token cross-entropy and the number of predicted tokens (both ends unmasked)."""
+    logits = logits[:, :-1]
+    nll = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), tokens[:, 1:].reshape(-1), reduction="none"
+    ).view(tokens.shape[0], -1)
+    m = mask[:, 1:] & mask[:, :-1]
     return float(nll[m].sum()), int(m.sum())
+
+
+def _rows(model: Any, texts: Any, context: int, pack: bool) -> list[torch.Tensor]:
+    """The inputs as 1-d LongTensors of at most ``context`` tokens each."""
+    if torch.is_tensor(texts):
+        if texts.is_floating_point() or texts.ndim not in (1, 2):
+            raise SAEError(
+                f"token ids must be an integer tensor [n, pos], not {texts.dtype} {list(texts.shape)}"
+            )
+        texts = list(texts.reshape(-1, texts.shape[-1]).to(torch.int64))
+    elif isinstance(texts, str):
+        texts = [texts]
+    else:
+        texts = list(texts)
+    if not texts:
+        raise SAEError("evaluate needs at least one text")
+    if all(torch.is_tensor(t) for t in texts):
+        ids = [t.reshape(-1).to("cpu", torch.int64).tolist() for t in texts]
+    elif all(isinstance(t, str) for t in texts):
+        tok = model.tokenizer
+        if tok is None:
+            raise SAEError("evaluate needs a model with a tokenizer for text inputs (or give token ids)")
+        if pack:
+            eos = getattr(tok, "eos_token_id", None)
+            if eos is None:
+                raise SAEError("pack=True needs a tokenizer with an EOS token to separate the texts")
+            stream: list[int] = []
+            for ids_ in tok(texts, add_special_tokens=False)["input_ids"]:
+                stream += [*ids_, eos]
+            ids = [stream]
+        else:  # as run() would tokenize each text (special tokens included)
+            ids = [list(t) for t in tok(texts)["input_ids"]]
+    else:
+        raise SAEError("evaluate takes texts (str), or token ids (a LongTensor [n, pos] or a list of them)")
+    rows = [
+        torch.tensor(t[i : i + context], dtype=torch.int64) for t in ids for i in range(0, len(t), context)
+    ]
+    rows = [r for r in rows if r.numel()]
+    if not rows:
+        raise SAEError("evaluate got no tokens: the texts are empty")
+    return rows
+
+
+def _batches(rows: list[torch.Tensor], batch_size: int, pad: int):
+    """Right-padded ``(input_ids, attention_mask)`` batches of rows of similar length."""
+    order = sorted(range(len(rows)), key=lambda i: -rows[i].numel())
+    for start in range(0, len(order), batch_size):
+        chunk = [rows[i] for i in order[start : start + batch_size]]
+        width = chunk[0].numel()
+        ids = torch.full((len(chunk), width), pad, dtype=torch.int64)
+        mask = torch.zeros((len(chunk), width), dtype=torch.int64)
+        for j, r in enumerate(chunk):
+            ids[j, : r.numel()] = r
+            mask[j, : r.numel()] = 1
+        yield ids, mask
 
 
 @torch.no_grad()
 def evaluate(
-    model: Any, sae: Any, texts: str | Sequence[str], site: str | None = None, batch_size: int = 8
+    model: Any,
+    sae: Any,
+    texts: Any,
+    site: str | None = None,
+    batch_size: int = 8,
+    context: int = 128,
+    pack: bool = False,
+    max_tokens: int | None = None,
 ) -> EvalResult:
     """Measure ``sae`` on ``model`` over ``texts``. ``site`` defaults to ``sae.cfg.hook_name`` (for a
-    transcoder: it reads ``hook_name`` and its prediction replaces ``hook_name_out``)."""
-    if isinstance(texts, str):
-        texts = [texts]
-    if not texts:
-        raise SAEError("evaluate needs at least one text")
+    transcoder: it reads ``hook_name`` and its prediction replaces ``hook_name_out``).
+
+    ``texts``: a string, a list of strings, or token ids (a LongTensor ``[n, pos]`` or a list of 1-d ones).
+    Every text is tokenized as ``model.run`` would and cut into rows of at most ``context`` tokens (a long
+    text becomes several rows, none is dropped); ``pack=True`` instead packs the texts as
+    ``tsi.store.harvest`` does (no special tokens, EOS after each text, rows of ``context`` tokens; the last
+    row may be shorter). Rows of similar length are run ``batch_size`` at a time, right-padded.
+    ``max_tokens`` stops after the batch that reaches that many tokens.
+    """
+    if batch_size < 1 or context < 1:
+        raise SAEError(f"batch_size and context must be at least 1, not {batch_size} and {context}")
     read = site or sae.cfg.hook_name
     write = (sae.cfg.hook_name_out if sae.cfg.transcoder else None) or read
     if not read:
         raise SAEError(
             "this SAE does not name its site (cfg.hook_name is empty); pass site='blocks.N.resid_post'"
         )
-    sums = dict(sq=0.0, x=0.0, xx=0.0, l0=0.0, n=0, ce_clean=0.0, ce_sp=0.0, ce_zero=0.0, n_pred=0)
-    x_sum = None
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    context = min(context, n_ctx) if n_ctx else context
+    rows = _rows(model, texts, context, pack)
+    tok = model.tokenizer
+    pad = next(
+        (
+            int(v)
+            for v in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None))
+            if v is not None
+        ),
+        0,
+    )
+    sites = list(dict.fromkeys([read, write]))
+    sums = dict(sq=0.0, xx=0.0, l0=0.0, n=0, ce_clean=0.0, ce_sp=0.0, ce_zero=0.0, n_pred=0)
+    x_sum: torch.Tensor | None = None
     fires = torch.zeros(sae.cfg.d_sae, dtype=torch.int64)
     was_training = sae.training
     sae.eval()
-    for i in range(0, len(texts), batch_size):
-        chunk = list(texts[i : i + batch_size])
-        sites = list(dict.fromkeys([read, write]))
-        clean = model.run(chunk, cache=sites)
-        if clean.tokens is None:
-            raise SAEError("evaluate needs text inputs and a model with a tokenizer")
-        mask = clean.attention_mask
-        x = clean.cache[read]
-        target = clean.cache[write].float()
-        z = sae.encode(x)
-        x_hat = sae.decode(z)
-        keep = mask.bool() if mask is not None else torch.ones(x.shape[:2], dtype=torch.bool)
-        t, h, zz = target[keep], x_hat.float()[keep], z[keep]
-        sums["sq"] += float((t - h).pow(2).sum())
-        sums["xx"] += float(t.pow(2).sum())
-        x_sum = t.sum(0) if x_sum is None else x_sum + t.sum(0)
-        sums["n"] += t.shape[0]
-        active = zz > 0
-        sums["l0"] += float(active.sum())
-        fires += active.sum(0).cpu()
-        s, n = _ce(clean.logits, clean.tokens, mask)
-        sums["ce_clean"] += s
-        sums["n_pred"] += n
-        spliced = model.run(chunk, interventions={write: Set(x_hat.to(clean.cache[write].dtype))})
-        sums["ce_sp"] += _ce(spliced.logits, clean.tokens, mask)[0]
-        zero = model.run(chunk, interventions={write: Ablate("zero")})
-        sums["ce_zero"] += _ce(zero.logits, clean.tokens, mask)[0]
-    sae.train(was_training)
+    try:
+        for ids, mask in _batches(rows, batch_size, pad):
+            batch = {"input_ids": ids, "attention_mask": mask}
+            clean = model.run(batch, cache=sites)
+            tokens, keep = clean.tokens, clean.attention_mask.bool()
+            x = clean.cache[read]
+            target = clean.cache[write]
+            x_hat = sae.decode(z := sae.encode(x))
+            t, h, zz = target.float()[keep], x_hat.float()[keep], z[keep]
+            sums["sq"] += float((t - h).pow(2).sum())
+            sums["xx"] += float(t.pow(2).sum())
+            x_sum = t.sum(0) if x_sum is None else x_sum + t.sum(0)
+            sums["n"] += t.shape[0]
+            active = zz > 0
+            sums["l0"] += float(active.sum())
+            fires += active.sum(0).cpu()
+            s, n = _ce(clean.logits, tokens, keep)
+            del clean
+            sums["ce_clean"] += s
+            sums["n_pred"] += n
+            spliced = model.run(batch, interventions={write: Set(x_hat.to(target.dtype))})
+            sums["ce_sp"] += _ce(spliced.logits, tokens, keep)[0]
+            del spliced
+            zero = model.run(batch, interventions={write: Ablate("zero")})
+            sums["ce_zero"] += _ce(zero.logits, tokens, keep)[0]
+            del zero
+            if max_tokens is not None and sums["n"] >= max_tokens:
+                break
+    finally:
+        sae.train(was_training)
+    assert x_sum is not None
     n, n_pred = sums["n"], max(1, sums["n_pred"])
     var = sums["xx"] - float(x_sum.pow(2).sum()) / n
     ce_clean, ce_sp, ce_zero = sums["ce_clean"] / n_pred, sums["ce_sp"] / n_pred, sums["ce_zero"] / n_pred

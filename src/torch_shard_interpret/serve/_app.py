@@ -307,11 +307,14 @@ def _named(items: Mapping[str, Any] | Iterable[Any] | None) -> dict[str, Any]:
         return dict(items)
     out: dict[str, Any] = {}
     for item in items:
-        name = (
-            Path(str(item)).name
-            if isinstance(item, (str, Path))
-            else getattr(item, "name", f"item{len(out)}")
-        )
+        if isinstance(item, (str, Path)):
+            name = Path(str(item)).name
+        elif isinstance(getattr(item, "name", None), str):
+            name = item.name
+        elif isinstance(getattr(item, "path", None), (str, Path)):  # an opened store: its folder's name
+            name = Path(str(item.path)).name
+        else:
+            name = f"item{len(out)}"
         base, i = name, 2
         while name in out:
             name, i = f"{base}-{i}", i + 1

@@ -161,7 +161,8 @@ def _load_minimal(path: Path, name: str, cfg: dict[str, Any], site: str) -> Serv
     arch = str(cfg.get("architecture", "standard")).lower()
     kwargs = cfg.get("activation_fn_kwargs") or {}
     k = cfg.get("k") or kwargs.get("k")
-    if cfg.get("activation_fn") == "topk" or arch == "topk":
+    # SAELens v5 writes TopK as architecture "standard" with activation_fn_str "topk"
+    if "topk" in (cfg.get("activation_fn"), cfg.get("activation_fn_str"), arch):
         arch = "topk"
     sub_b_dec = bool(cfg.get("apply_b_dec_to_input", True))
 
