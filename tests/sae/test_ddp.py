@@ -21,7 +21,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("kind", ["topk", "relu"])
+@pytest.mark.parametrize("kind", ["topk", "relu", "batchtopk"])
 def test_ddp_matches_single_process(tmp_path, kind, monkeypatch):
     sys.path.insert(0, str(HERE))
     try:

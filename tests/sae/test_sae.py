@@ -282,6 +282,40 @@ def test_on_the_fly_training_several_saes_one_pass_and_evaluate(tiny):
     assert r.site == "blocks.1.mlp.out" and r.fvu < 1.5
 
 
+def test_on_the_fly_resume_matches_uninterrupted_run(tiny, tmp_path):
+    kw = dict(
+        sites=["blocks.0.resid_post", "blocks.1.resid_post"],
+        configs=[{"kind": "topk", "d_sae": 64, "k": 4, "hook_name": "blocks.0.resid_post"},
+                 {"kind": "relu", "d_sae": 32, "l1_coefficient": 1.0, "hook_name": "blocks.1.resid_post"}],
+        batch_size=32, steps=10, progress=False, text_batch_size=2, buffer_batches=2,
+    )  # fmt: skip
+    texts = TEXTS * 4  # the stream wraps around the texts during the run
+    full = tsi.sae.train_on_model(tiny, texts, **kw)
+
+    def stop_at_4(step, metrics):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    ck = tmp_path / "ck"
+    with pytest.raises(KeyboardInterrupt):
+        tsi.sae.train_on_model(tiny, texts, checkpoint_dir=ck, checkpoint_every=2, callback=stop_at_4, **kw)
+    assert (ck / "checkpoint.pt").is_file() and not [p for p in ck.iterdir() if p.name != "checkpoint.pt"]
+    assert torch.load(ck / "checkpoint.pt", weights_only=False)["step"] == 4
+    with pytest.raises(SAEError, match="other texts"):  # another text stream is refused
+        tsi.sae.train_on_model(tiny, TEXTS * 5, checkpoint_dir=ck, resume=True, **kw)
+    resumed = tsi.sae.train_on_model(tiny, texts, checkpoint_dir=ck, resume=True, **kw)
+    for f, r in zip(full, resumed, strict=True):
+        for a, b in zip(f.state_dict().values(), r.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    # train((model, texts)) passes the checkpoint arguments on
+    one = dict(site="blocks.1.resid_post", d_sae=32, k=4, batch_size=32, steps=6, progress=False)
+    ref = tsi.sae.train((tiny, texts), **one)
+    with pytest.raises(KeyboardInterrupt):
+        tsi.sae.train((tiny, texts), checkpoint_dir=tmp_path / "c1", callback=stop_at_4, **one)
+    again = tsi.sae.train((tiny, texts), checkpoint_dir=tmp_path / "c1", resume=True, **one)
+    torch.testing.assert_close(again.W_dec, ref.W_dec, atol=1e-6, rtol=0)
+
+
 def test_latent_stats_and_dashboard(tiny, tmp_path):
     sae = SAE(d_in=64, d_sae=32, kind="topk", k=4, hook_name="blocks.1.resid_post", seed=0)
     stats = tsi.sae.latent_stats(tiny, sae, TEXTS)

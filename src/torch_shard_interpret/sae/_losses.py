@@ -71,12 +71,14 @@ def forward_loss(
     total_var: torch.Tensor,
     dead: torch.Tensor | None,
     aux_reduce=None,
+    gather=None,
     batchtopk_update: bool = True,
 ) -> StepOut:
     """Loss of ``sae`` on local rows ``x`` -> targets ``y`` (already normalised).
 
     ``n_global``: rows in the global batch; ``total_var``: ``sum ||y - mean(y)||^2`` over the global batch;
-    ``dead``: ``[d_sae]`` bool mask of dead latents (AuxK); ``aux_reduce``: all-reduce (sum) for AuxK statistics.
+    ``dead``: ``[d_sae]`` bool mask of dead latents (AuxK); ``aux_reduce``: all-reduce (sum) for AuxK statistics;
+    ``gather``: all-gather + concatenate (DDP), so that BatchTopK selects over the global batch.
     """
     cfg = sae.cfg
     b_in = sae.b_dec if (cfg.apply_b_dec_to_input and not cfg.transcoder) else None
@@ -93,19 +95,18 @@ def forward_loss(
             z = F.relu(pre)
         elif cfg.kind == "jumprelu":
             z = _JumpReLU.apply(F.relu(pre), sae.log_threshold.exp(), cfg.jumprelu_bandwidth)
-        else:  # batchtopk: the k * batch largest activations of the (local) batch
+        elif gather is None:  # batchtopk: the k * batch largest activations of the batch
             flat = F.relu(pre).flatten()
             n_keep = min(cfg.k * x.shape[0], flat.numel())
             vals, where = flat.topk(n_keep, sorted=False)
             mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(0, where, True).view_as(pre)
             z = F.relu(pre) * mask
             if batchtopk_update:
-                with torch.no_grad():
-                    pos = vals[vals > 0]
-                    if pos.numel():
-                        low = pos.min().to(sae.threshold.dtype)
-                        t = sae.threshold
-                        t.copy_(low if float(t) == 0.0 else 0.99 * t + 0.01 * low)
+                _update_threshold(sae, vals)
+        else:
+            z, vals = _batchtopk_global(pre, cfg.k * n_global, cfg.d_sae * n_global, gather)
+            if batchtopk_update:
+                _update_threshold(sae, vals)
         x_hat = z @ sae.W_dec + sae.b_dec
         active = z > 0
         fired = active.any(0)
@@ -124,6 +125,36 @@ def forward_loss(
         aux = _auxk(sae, pre, xc, err.detach(), dead, aux_reduce)
         loss = loss + cfg.aux_coefficient * aux
     return StepOut(loss, sq.detach(), l0.detach(), fired, aux.detach())
+
+
+@torch.no_grad()
+def _update_threshold(sae: SAE, vals: torch.Tensor) -> None:
+    """EMA of the smallest positive kept activation (the BatchTopK inference threshold)."""
+    pos = vals[vals > 0]
+    if pos.numel():
+        low = pos.min().to(sae.threshold.dtype)
+        t = sae.threshold
+        t.copy_(low if float(t) == 0.0 else 0.99 * t + 0.01 * low)
+
+
+def _batchtopk_global(
+    pre: torch.Tensor, n_keep: int, n_all: int, gather
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BatchTopK over the global batch under DDP: every rank offers its ``n_keep`` largest activations (the
+    global top ``n_keep`` can all sit on one rank), the offers are all-gathered, and the ``n_keep``-th largest
+    is the global cut. Returns the local latents and the globally kept values (identical on every rank)."""
+    act = F.relu(pre)
+    n_keep = min(n_keep, n_all)
+    with torch.no_grad():
+        flat = act.detach().flatten()
+        offer = flat.topk(min(n_keep, flat.numel()), sorted=False).values
+        if offer.numel() < n_keep:  # equal shapes for all_gather; -1 is below every ReLU value
+            offer = torch.cat([offer, offer.new_full((n_keep - offer.numel(),), -1.0)])
+        kept = gather(offer).topk(n_keep, sorted=False).values
+        cut = kept.min()
+        # fewer than n_keep positive values: every positive one is kept (the zeros change nothing)
+        mask = act >= cut if float(cut) > 0 else act > 0
+    return act * mask, kept
 
 
 def _auxk(sae: SAE, pre, xc, err, dead, aux_reduce) -> torch.Tensor:

@@ -47,6 +47,14 @@ class _Dist:
             self.dist.all_reduce(t)
         return t
 
+    def cat(self, t: torch.Tensor) -> torch.Tensor:
+        """All-gather equally shaped tensors and concatenate them along dim 0 (rank order)."""
+        if not self.on:
+            return t
+        parts = [torch.empty_like(t) for _ in range(self.world)]
+        self.dist.all_gather(parts, t.contiguous())
+        return torch.cat(parts)
+
     def barrier(self) -> None:
         if self.on:
             self.dist.barrier()
@@ -121,6 +129,7 @@ class _Trainer:
             sae, xs[lo:hi], ys[lo:hi], n_global=n, total_var=total_var,
             dead=dead if bool(dead.any()) else None,
             aux_reduce=self.dist.sum_ if self.dist.on else None,
+            gather=self.dist.cat if self.dist.on else None,
         )  # fmt: skip
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -128,8 +137,6 @@ class _Trainer:
             for p in sae.parameters():
                 if p.grad is not None:
                     self.dist.sum_(p.grad)
-            if self.cfg.kind == "batchtopk":  # thresholds estimated per rank: average them
-                self.dist.sum_(sae.threshold).div_(self.dist.world)
         sae.project_decoder_grad()
         for group in self.opt.param_groups:
             group["lr"] = self.lr * self._lr_factor(self.step_i)
@@ -261,10 +268,12 @@ def _geometric_median(x: torch.Tensor, iters: int = 30) -> torch.Tensor:
 
 
 def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``checkpoint.pt`` atomically: a reader (or a resumed run) sees the old file or the new one."""
+    from .._io import atomic_path
+
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / f".{CHECKPOINT}.tmp{os.getpid()}"
-    torch.save(payload, tmp)
-    os.replace(tmp, path / CHECKPOINT)
+    with atomic_path(path / CHECKPOINT) as tmp:
+        torch.save(payload, tmp)
 
 
 # ---- data sources --------------------------------------------------------------------------------
@@ -360,6 +369,7 @@ def train(
     train_config: TrainConfig | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     distributed: str | bool = "auto",
+    checkpoint_every: int | None = None,
     **cfg_kwargs: Any,
 ) -> SAE:
     """Train one SAE (or transcoder) and return it in eval mode.
@@ -370,10 +380,13 @@ def train(
     from a store. ``config``/``train_config`` replace the keyword arguments; extra keywords go to ``SAEConfig``
     (``l1_coefficient=``, ``transcoder=True``...). ``callback(step, metrics)`` runs after each step (and after
     the checkpoint of that step). Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains data-parallel.
+    ``checkpoint_dir``/``checkpoint_every``/``resume``: see the module docs (all sources, on the fly included).
     """
     from ..core._model import Model
 
     tcfg = train_config or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    if checkpoint_every is not None:
+        tcfg = dataclasses.replace(tcfg, checkpoint_every=checkpoint_every)
     if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], Model):
         model, texts = source
         cfg_over = (
@@ -392,8 +405,9 @@ def train(
                 "on-the-fly training needs site='blocks.N.resid_post' (or a pair of sites for a transcoder)"
             )
         return train_on_model(
-            model, texts, sites=sites, configs=[cfg_over], train_config=tcfg, progress=progress
-        )[0]
+            model, texts, sites=sites, configs=[cfg_over], train_config=tcfg, progress=progress,
+            checkpoint_dir=checkpoint_dir, resume=resume, callback=callback,
+        )[0]  # fmt: skip
 
     sites: list[str] = [site] if isinstance(site, str) else list(site or [])
     if torch.is_tensor(source) or (isinstance(source, tuple) and all(torch.is_tensor(t) for t in source)):
@@ -423,14 +437,16 @@ def train(
             torch.as_tensor(next(iter(source.batches(s, batch_size=1, shuffle=False, seed=0)))) for s in sites
         ]
         d_in, d_out = probe[0].shape[-1], (probe[1].shape[-1] if len(probe) > 1 else None)
+        try:
+            n = len(source)
+        except TypeError:
+            n = None
+        if n is not None:  # a batch larger than the store could never be served: use the whole store
+            tcfg = dataclasses.replace(tcfg, batch_size=min(tcfg.batch_size, n))
         if tcfg.steps is None:
-            try:
-                n = len(source)
-            except TypeError:
-                raise SAEError("this store has no len(); pass steps=") from None
-            tcfg = dataclasses.replace(
-                tcfg, batch_size=min(tcfg.batch_size, n), steps=max(1, n // min(tcfg.batch_size, n))
-            )
+            if n is None:
+                raise SAEError("this store has no len(); pass steps=")
+            tcfg = dataclasses.replace(tcfg, steps=max(1, n // tcfg.batch_size))
         data = _StoreSource(source, sites, tcfg.batch_size, tcfg.seed)
     else:
         raise SAEError(
@@ -460,6 +476,11 @@ def _run(configs, sources, tcfg, checkpoint_dir, resume, progress, callback, dis
         start = 0
         if ckpt is not None and resume and (ckpt / CHECKPOINT).exists():
             st = torch.load(ckpt / CHECKPOINT, weights_only=False)
+            if len(st["trainers"]) != len(trainers):
+                raise SAEError(
+                    f"the checkpoint holds {len(st['trainers'])} SAEs, this run trains {len(trainers)}; "
+                    "use resume=False or another checkpoint_dir"
+                )
             for t, s in zip(trainers, st["trainers"], strict=True):
                 t.load_state(s)
             for src, s in zip(sources, st["data"], strict=True):
@@ -528,6 +549,10 @@ def train_on_model(
     buffer_batches: int = 4,
     train_config: TrainConfig | None = None,
     progress: bool = True,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
 ) -> list[SAE]:
     """Train several SAEs from ONE forward pass per batch of texts (no activations on disk).
 
@@ -535,8 +560,16 @@ def train_on_model(
     with a ``hook_name`` trains there (transcoders also name ``hook_name_out``); one without is trained on every
     site of ``sites``. Token rows of padding are dropped; rows are shuffled in a buffer of ``buffer_batches``
     batches. ``steps=None``: one pass over the texts. Returns the SAEs in the order of the expanded configs.
+
+    ``checkpoint_dir``: write ``checkpoint.pt`` atomically every ``checkpoint_every`` steps (None: 10% of the
+    run) and at the end: every SAE with its optimiser and RNG state, plus the stream's position in the texts,
+    its shuffle generator and its buffer of not yet used rows. ``resume=True`` continues from it and gives the
+    same final weights as an uninterrupted run; a checkpoint made for other configs, texts or stream settings is
+    refused. ``callback(step, metrics)`` runs after each step (after that step's checkpoint).
     """
     tcfg = train_config or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    if checkpoint_every is not None:
+        tcfg = dataclasses.replace(tcfg, checkpoint_every=checkpoint_every)
     if isinstance(texts, str) or not len(texts):
         raise SAEError("texts must be a non-empty list of strings")
     plan: list[tuple[dict[str, Any], str, str | None]] = []  # (config fields, input site, output site)
@@ -562,9 +595,9 @@ def train_on_model(
         sae_cfgs.append(SAEConfig(**f))
     if tcfg.steps is None:
         tcfg = dataclasses.replace(tcfg, steps=max(1, stream.estimate_batches()))
-    sources = [_SharedSource(stream, s_in, s_out) for _, s_in, s_out in plan]
+    sources = [_SharedSource(stream, s_in, s_out, owner=i == 0) for i, (_, s_in, s_out) in enumerate(plan)]
     name = getattr(getattr(model.module, "config", None), "_name_or_path", None) or None
-    return _run(sae_cfgs, sources, tcfg, None, False, progress, None, False, model_name=name)
+    return _run(sae_cfgs, sources, tcfg, checkpoint_dir, resume, progress, callback, False, model_name=name)
 
 
 class _ModelStream:
@@ -580,6 +613,7 @@ class _ModelStream:
         self.step = -1
         self.current: dict[str, torch.Tensor] = {}
         self.tokens_per_text: float | None = None
+        self._key_cache: dict[str, Any] | None = None
 
     def _forward(self) -> dict[str, torch.Tensor]:
         texts = [self.texts[(self.next_text + i) % len(self.texts)] for i in range(self.text_batch)]
@@ -610,6 +644,43 @@ class _ModelStream:
         self.peek()
         return int(len(self.texts) * (self.tokens_per_text or 1) // self.batch)
 
+    def _key(self) -> dict[str, Any]:
+        """What a checkpoint must have been made with to be resumed by this stream."""
+        if self._key_cache is not None:
+            return self._key_cache
+        import hashlib
+
+        digest = hashlib.sha1()
+        for t in self.texts:
+            digest.update(str(t).encode("utf-8", "surrogatepass") + b"\0")
+        self._key_cache = {
+            "texts": (len(self.texts), digest.hexdigest()), "sites": list(self.sites), "batch": self.batch,
+            "context": self.context, "text_batch": self.text_batch, "buffer_rows": self.buffer_rows,
+        }  # fmt: skip
+        return self._key_cache
+
+    def state(self) -> dict[str, Any]:
+        """Position in the texts, shuffle generator and the rows still buffered (between steps)."""
+        return {
+            "key": self._key(),
+            "next_text": self.next_text,
+            "gen": self.gen.get_state(),
+            "buf": {s: v.clone() for s, v in self.buf.items()},  # clone: not the whole buffer's storage
+            "tokens_per_text": self.tokens_per_text,
+        }
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        if not isinstance(st, dict) or st.get("key") != self._key():
+            raise SAEError(
+                "the checkpoint was made for other texts, sites or stream settings (batch_size, context, "
+                "text_batch_size, buffer_batches); use resume=False or another checkpoint_dir"
+            )
+        self.next_text = st["next_text"]
+        self.gen.set_state(st["gen"])
+        self.buf = dict(st["buf"])
+        self.tokens_per_text = st["tokens_per_text"]
+        self.step, self.current = -1, {}
+
     def get(self, step: int) -> dict[str, torch.Tensor]:
         if step != self.step:
             if not self.buf or self.buf[self.sites[0]].shape[0] < self.buffer_rows // 2 + self.batch:
@@ -621,8 +692,19 @@ class _ModelStream:
 
 
 class _SharedSource:
-    def __init__(self, stream: _ModelStream, s_in: str, s_out: str | None):
-        self.stream, self.s_in, self.s_out = stream, s_in, s_out
+    """One SAE's view of the shared stream; the ``owner`` (the first) carries the stream's checkpoint state."""
+
+    def __init__(self, stream: _ModelStream, s_in: str, s_out: str | None, owner: bool = False):
+        self.stream, self.s_in, self.s_out, self.owner = stream, s_in, s_out, owner
+
+    def state(self) -> dict[str, Any] | None:
+        return self.stream.state() if self.owner else None
+
+    def load_state(self, st: dict[str, Any] | None) -> None:
+        if self.owner:
+            if st is None:
+                raise SAEError("the checkpoint was not made by on-the-fly training; use resume=False")
+            self.stream.load_state(st)
 
     def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch = self.stream.get(step)
