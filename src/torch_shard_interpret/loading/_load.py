@@ -15,7 +15,9 @@ Causal LMs load with ``AutoModelForCausalLM``; encoders (BERT and friends) fall 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -98,6 +100,43 @@ def _hf_cached_models() -> list[tuple[str, Path]]:
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's host name resolves (a DNS lookup only, bounded in time): without it, every download
+    attempt would fail after several retries with backoff."""
+    import concurrent.futures
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        from huggingface_hub import constants
+
+        host = urlparse(constants.ENDPOINT).hostname
+    except Exception:  # noqa: BLE001 - no huggingface_hub: transformers will say so itself
+        return True
+    if not host:
+        return True
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        pool.submit(socket.getaddrinfo, host, 443).result(timeout=timeout)
+        return True
+    except Exception:  # noqa: BLE001 - unresolvable or too slow: offline for our purpose
+        return False
+    finally:
+        pool.shutdown(wait=False)
+
+
+@contextlib.contextmanager
+def _quiet_hub_logs():
+    """Hide huggingface_hub's per-retry warnings; the final failure becomes one clear error."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _short(exc: BaseException, limit: int = 120) -> str:
@@ -287,17 +326,31 @@ def load(
         except (OSError, ValueError, KeyError) as exc:
             raise _not_found(name, f"transformers could not load the GGUF file {str(path)!r}", exc) from exc
     elif _HUB_ID.match(name) and not name.startswith((".", "~")):
+        load_args = dict(
+            gguf_file=None, dtype=dtype, device_map=device_map, attn_implementation=attn_implementation
+        )
         try:
-            module, tokenizer = _load_hf(
-                name,
-                gguf_file=None,
-                dtype=dtype,
-                device_map=device_map,
-                attn_implementation=attn_implementation,
-                hf_kwargs=hf_kwargs,
-            )
+            try:  # the local Hugging Face cache first: no network, no retries
+                module, tokenizer = _load_hf(
+                    name, **load_args, hf_kwargs={**hf_kwargs, "local_files_only": True}
+                )
+            except Exception:
+                if _offline() or "local_files_only" in hf_kwargs:
+                    raise
+                if not _hub_reachable():
+                    raise _not_found(
+                        name,
+                        "it is not a known name, not a local directory, not in the local Hugging Face cache, "
+                        "and the Hub cannot be reached from here (no network)",
+                    ) from None
+                with _quiet_hub_logs():
+                    module, tokenizer = _load_hf(name, **load_args, hf_kwargs=hf_kwargs)
         except Exception as exc:  # network, 404, gated repo, bad config: all mean "not loadable here"
             if isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__:
+                raise
+            from ..core import ModelNotFoundError
+
+            if isinstance(exc, ModelNotFoundError):
                 raise
             if _offline():
                 tried = (
