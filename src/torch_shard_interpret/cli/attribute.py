@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write, writable_dir_problem
+from ._common import PRELOADED, load_model
 
 HELP = "attribute a prediction to components (dla) or to input tokens (saliency, ig)"
 DEFAULT_MODEL = "smollm2-135m"
 METHODS = ("dla", "saliency", "ig")
-_PRELOADED: dict[str, Any] = {}  # name -> wrapped model, used instead of loading (tests, notebooks)
+_PRELOADED = PRELOADED  # the registry shared by all subcommands (cli/_common.py)
 
 
 def register(subparsers: Any) -> None:
@@ -47,11 +48,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and (problem := writable_dir_problem(out)) is not None:
         raise InputError(f"cannot write to {str(out)!r}: {str(problem.path)!r} is not a writable directory")
-    model = _PRELOADED.get(args.model)
-    if model is None:
-        import torch_shard_interpret as tsi
-
-        model = tsi.load(args.model)
+    model = load_model(args.model)
     for token in (args.target, args.baseline):
         if token is not None:
             model.token_id(token)  # one clear error for a target that is not exactly one token

@@ -7,12 +7,14 @@ import sys
 import time
 from typing import Any
 
+from ._common import PRELOADED, load_model
+
 HELP = "record activations of sites over a text corpus into a sharded on-disk store (for SAEs, probes)"
 DEFAULT_MODEL = "smollm2-135m"
 _DTYPES = ("float32", "bfloat16", "float16")
 
 # Already wrapped models by name, used instead of loading (for tests and notebooks), as in `tsi report`.
-_PRELOADED: dict[str, Any] = {}
+_PRELOADED = PRELOADED  # the registry shared by all subcommands (cli/_common.py)
 
 
 def register(subparsers: Any) -> None:
@@ -63,11 +65,7 @@ def run(args: argparse.Namespace) -> int:
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
     if not sites:
         raise InputError("--sites is empty; give e.g. --sites blocks.6.resid_post")
-    model = _PRELOADED.get(args.model)
-    if model is None:
-        import torch_shard_interpret as tsi
-
-        model = tsi.load(args.model)
+    model = load_model(args.model)
     t0 = time.perf_counter()
     store = harvest(
         model, args.data, sites=sites, path=args.out, context=args.context, batch_size=args.batch_size,

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write, writable_dir_problem
+from ._common import PRELOADED, load_model
 
 HELP = "show the logit lens (or a tuned lens) of a prompt, or train a tuned lens"
 DEFAULT_MODEL = "smollm2-135m"
-_PRELOADED: dict[str, Any] = {}  # name -> wrapped model, used instead of loading (tests, notebooks)
+_PRELOADED = PRELOADED  # the registry shared by all subcommands (cli/_common.py)
 
 
 def register(subparsers: Any) -> None:
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError('give a prompt, e.g. tsi lens "The Eiffel Tower is in the city of"')
     if args.out:
         _check_dir(Path(args.out))
-    model = _load(args.model)
+    model = load_model(args.model)
     import torch_shard_interpret as tsi
 
     if args.tuned:
@@ -69,15 +70,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(name: str) -> Any:
-    model = _PRELOADED.get(name)
-    if model is None:
-        import torch_shard_interpret as tsi
-
-        model = tsi.load(name)
-    return model
-
-
 def _train(args: argparse.Namespace) -> int:
     from ..core import InputError
 
@@ -90,7 +82,7 @@ def _train(args: argparse.Namespace) -> int:
     if not texts:
         raise InputError(f"--train {str(src)!r} has no text")
     _check_dir(Path(args.save))
-    model = _load(args.model)
+    model = load_model(args.model)
     import torch_shard_interpret as tsi
 
     lens = tsi.lens.TunedLens.train(model, texts, steps=args.steps, progress=sys.stderr.isatty())

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write, slug, writable_dir_problem
+from ._common import PRELOADED, load_model
 
 HELP = "patch clean activations into a corrupt prompt, site by site and position by position (HTML heatmap)"
 DEFAULT_MODEL = "smollm2-135m"
@@ -15,7 +16,7 @@ DEFAULT_SITES = "blocks.*.resid_pre"
 FILE_NAME = "patching.html"
 
 # Already wrapped models by name, used instead of loading (tests and notebooks), as in ``tsi report``.
-_PRELOADED: dict[str, Any] = {}
+_PRELOADED = PRELOADED  # the registry shared by all subcommands (cli/_common.py)
 
 
 def register(subparsers: Any) -> None:
@@ -78,11 +79,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else Path("reports") / f"patch-{_slug(args.clean)}"
     _check_out_dir(out_dir)  # fail before the slow part; nothing is created yet
 
-    model = _PRELOADED.get(args.model)
-    if model is None:
-        import torch_shard_interpret as tsi
-
-        model = tsi.load(args.model)
+    model = load_model(args.model)
     target, baseline = model.token_id(args.target), model.token_id(args.baseline)
 
     def metric(logits):

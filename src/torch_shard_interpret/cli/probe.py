@@ -35,7 +35,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..probes import fit
-    from .steer import _check_writable, _position, load_model
+    from ._common import load_model
+    from .steer import _check_writable, _position
 
     texts, labels = read_jsonl(args.data)
     if args.html:

@@ -9,12 +9,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ._common import PRELOADED, load_model
+
 HELP = "analyse one prompt and write a self-contained HTML report (lens, DLA, attention, saliency)"
 DEFAULT_MODEL = "smollm2-135m"
 
 # Already wrapped models by name, used instead of loading (a hidden hook for tests and notebooks:
 # ``_PRELOADED["tiny"] = tsi.wrap(module, tokenizer)`` then ``main(["report", "...", "--model", "tiny"])``).
-_PRELOADED: dict[str, Any] = {}
+_PRELOADED = PRELOADED  # the registry shared by all subcommands (cli/_common.py)
 
 
 def register(subparsers: Any) -> None:
@@ -63,11 +65,7 @@ def run(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     with _progress(err) as step:
         with step(f"Loading model {args.model}"):
-            model = _PRELOADED.get(args.model)
-            if model is None:
-                import torch_shard_interpret as tsi
-
-                model = tsi.load(args.model)
+            model = load_model(args.model)
         data = build_report(
             model, prompt, target=args.target, baseline=args.baseline, top_heads=args.top_heads,
             model_name=args.model, step=step,

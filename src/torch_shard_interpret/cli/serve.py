@@ -6,12 +6,14 @@ import argparse
 import sys
 from typing import Any
 
+from ._common import PRELOADED, load_model
+
 HELP = "start a local web app: predictions, logit lens, attention, DLA, steering, patching, SAE features"
 DEFAULT_MODEL = "smollm2-135m"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 # Already wrapped models by name, used instead of loading (tests and notebooks), as in ``tsi report``.
-_PRELOADED: dict[str, Any] = {}
+_PRELOADED = PRELOADED  # the registry shared by all subcommands (cli/_common.py)
 
 
 def register(subparsers: Any) -> None:
@@ -74,11 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     err = sys.stderr
     print(f"tsi serve: loading model {args.model}...", file=err, flush=True)
-    model = _PRELOADED.get(args.model)
-    if model is None:
-        import torch_shard_interpret as tsi
-
-        model = tsi.load(args.model)
+    model = load_model(args.model)
     app = create_app(
         model,
         stores=args.store,

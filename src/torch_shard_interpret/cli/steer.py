@@ -6,11 +6,13 @@ import argparse
 import sys
 from typing import Any
 
+from ._common import PRELOADED, load_model
+
 HELP = "build a steering vector from positive/negative texts and compare generations with and without it"
 DEFAULT_MODEL = "smollm2-135m"
 
 # Already wrapped models by name, used instead of loading (for tests and notebooks), as in `tsi report`.
-_PRELOADED: dict[str, Any] = {}
+_PRELOADED = PRELOADED  # the registry shared by all subcommands (cli/_common.py)
 
 
 def register(subparsers: Any) -> None:
@@ -98,15 +100,6 @@ def run(args: argparse.Namespace) -> int:
         sv.save(args.save)
     _print(prompts, plain, steered, sv, args)
     return 0
-
-
-def load_model(name: str) -> Any:
-    model = _PRELOADED.get(name)
-    if model is None:
-        import torch_shard_interpret as tsi
-
-        model = tsi.load(name)
-    return model
 
 
 def _position(text: str) -> int | str:
