@@ -39,6 +39,7 @@ from ._manifest import (
     write_json,
 )
 from ._store import Store, sha256_file
+from ._writer import BackgroundWriter, InlineWriter
 
 DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 DEFAULT_BATCH_SIZE = 32
@@ -60,6 +61,7 @@ def harvest(
     progress: bool = True,
     overwrite: bool = False,
     dist_timeout: float | None = None,
+    background_writes: bool = True,
 ) -> Store:
     """Record ``sites`` of ``model`` over ``data`` into a sharded store at ``path``; returns the opened Store.
 
@@ -69,13 +71,19 @@ def harvest(
     exactly ``context`` tokens (default 128; for token ids, their width) and the last incomplete row is
     dropped. ``sites``: names or globs (``"blocks.*.resid_post"``); each must give ``[batch, pos, ...]``.
     ``batch_size``: sequences per forward. ``dtype``: float32, bfloat16 or float16 on disk.
-    ``shard_rows``: sequences per shard (default: about 256 MiB per shard); memory holds one shard.
+    ``shard_rows``: sequences per shard (default: about 256 MiB per shard); memory holds
+    about three (see ``background_writes``).
     ``resume=True`` continues a stopped harvest (finished shards whose checksum matches are kept, not
     rewritten); without it an existing store is an error unless ``overwrite=True``.
 
     Under ``torch.distributed`` (or torchrun, which this joins with gloo), rank ``r`` computes shards
     ``k % world_size == r``; rank 0 writes the merged manifest. ``dist_timeout`` (default
     ``$TSI_DIST_TIMEOUT`` or 300 s) bounds every wait on another rank.
+
+    ``background_writes=True`` (default) writes each finished shard (serialise, sha256, fsync, rename) on
+    one background thread while the next shard is computed; a shard is listed in the manifest only once it
+    is durable, in shard order, and at most one shard is being written at a time (memory: about three
+    shards). ``False`` writes in line, as the shard is finished. The bytes written are the same.
     """
     from ..core import Model
 
@@ -99,7 +107,7 @@ def harvest(
     try:
         source = make_source(data, model.tokenizer, context)
         group = init_group(dist_timeout)
-        return _Harvest(model, names, folder, source, batch_size, dtype, group).run(
+        return _Harvest(model, names, folder, source, batch_size, dtype, group, background_writes).run(
             shard_rows, resume, overwrite, progress
         )
     except BaseException:
@@ -145,9 +153,11 @@ def _check_folder(folder: Path) -> None:
 
 class _Harvest:
     def __init__(self, model: Any, names: list[str], folder: Path, source: Source, batch_size: int,
-                 dtype: torch.dtype, group: Group):  # fmt: skip
+                 dtype: torch.dtype, group: Group, background_writes: bool = True):  # fmt: skip
         self.model, self.names, self.folder, self.source = model, names, folder, source
         self.batch_size, self.dtype, self.group = batch_size, dtype, group
+        self.background_writes = background_writes
+        self._spare: _ShardBuffer | None = None  # a written shard's buffer, reused for the next shard
         self.context = source.context
         self.tag = f"rank{group.rank}-"
 
@@ -208,10 +218,17 @@ class _Harvest:
         return Store(self.folder)
 
     def _loop(self, rows: Iterator[torch.Tensor], mine: dict[int, dict[str, Any]], progress: bool) -> int:
-        """Consume every row; compute and write the shards this rank owns that are not finished."""
+        """Consume every row; compute and write the shards this rank owns that are not finished.
+
+        Finished shards go to the writer (a background thread unless ``background_writes=False``); they are
+        recorded (manifest or progress file) only when the writer gives them back durable, in shard order.
+        """
         g = self.group
         bar = _progress_bar(progress and g.rank == 0, self.source, self.context)
         self.bar, self.bytes_written, self.t0 = bar, 0, time.perf_counter()
+        writer: BackgroundWriter | InlineWriter = (
+            BackgroundWriter(self._write) if self.background_writes else InlineWriter(self._write)
+        )
         n_seq = 0
         shard: _ShardBuffer | None = None
         pending: list[torch.Tensor] = []
@@ -224,19 +241,36 @@ class _Harvest:
                 if shard is None or shard.index != k:
                     if shard is not None:
                         self._flush(shard, pending)
-                        mine[shard.index] = self._write(shard)
-                        self._after_shard(mine)
-                    shard = _ShardBuffer(k, self.shard_rows, self.context, self.shapes, self.dtype)
+                        self._record(writer.submit(shard), mine)
+                    shard = self._buffer(k)
                 pending.append(row)
                 if len(pending) == self.batch_size:
                     self._flush(shard, pending)
+                    self._record(writer.poll(), mine)  # record shards as soon as they are durable
             if shard is not None:
                 self._flush(shard, pending)
-                mine[shard.index] = self._write(shard)
-                self._after_shard(mine)
+                self._record(writer.submit(shard), mine)
+            self._record(writer.drain(), mine)
         finally:
+            writer.close()  # after an error or interrupt: stops the writer, waits for the shard it writes
             bar.close()
         return n_seq
+
+    def _buffer(self, index: int) -> _ShardBuffer:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.reset(index)
+            return spare
+        return _ShardBuffer(index, self.shard_rows, self.context, self.shapes, self.dtype)
+
+    def _record(
+        self, written: list[tuple[_ShardBuffer, dict[str, Any]]], mine: dict[int, dict[str, Any]]
+    ) -> None:
+        for shard, entry in written:
+            mine[shard.index] = entry
+            self.bytes_written += entry["bytes"]
+            self._after_shard(mine)
+            self._spare = shard
 
     # ---- computing ------------------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -268,6 +302,8 @@ class _Harvest:
         self.bar.update(n)
 
     def _write(self, shard: _ShardBuffer) -> dict[str, Any]:
+        """Serialise, write and fsync one shard; returns its manifest entry. Runs on the writer thread (with
+        ``background_writes``): no torch computation here, only reads of the shard's contiguous buffers."""
         from safetensors.torch import save
 
         n = shard.n_rows
@@ -280,8 +316,8 @@ class _Harvest:
         meta = {"tsi": json.dumps(info, sort_keys=True)}
         blob = save(tensors, metadata=meta)
         file = self.folder / shard_name(shard.index)
+        digest = hashlib.sha256(blob).hexdigest()
         atomic_write(file, blob, self.tag)
-        self.bytes_written += len(blob)
         seq1 = seq0 + n // self.context
         return {
             "index": shard.index,
@@ -291,7 +327,7 @@ class _Harvest:
             "row_start": seq0 * self.context,
             "row_stop": seq1 * self.context,
             "bytes": len(blob),
-            "sha256": hashlib.sha256(blob).hexdigest(),
+            "sha256": digest,
         }
 
     def _after_shard(self, mine: dict[int, dict[str, Any]]) -> None:
@@ -433,14 +469,19 @@ def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.
 
 
 class _ShardBuffer:
-    """Preallocated tensors of one shard, filled batch by batch (bounded memory: one shard)."""
+    """Preallocated tensors of one shard, filled batch by batch. Owned by the harvest until handed to the
+    writer, which only reads it; reused for a later shard once the writer gave it back."""
 
     def __init__(self, index: int, shard_rows: int, context: int, shapes: dict[str, tuple[int, ...]],
                  dtype: torch.dtype):  # fmt: skip
-        self.index = index
         n = shard_rows * context
         self.acts = {name: torch.empty((n, *shape), dtype=dtype) for name, shape in shapes.items()}
         self.tokens = torch.empty(n, dtype=torch.int32)
+        self.reset(index)
+
+    def reset(self, index: int) -> None:
+        """Start shard ``index`` in this buffer (only once the writer is done with its previous shard)."""
+        self.index = index
         self.n_rows = 0
 
     def add(self, ids: torch.Tensor, acts: dict[str, torch.Tensor]) -> None:
