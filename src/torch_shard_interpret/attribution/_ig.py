@@ -94,8 +94,8 @@ class IGResult:
 
     def to_html(self) -> str:
         """A self-contained HTML page: the prompt's tokens coloured by attribution (red raises ``f``)."""
-        from ..report import _svg as svg
-        from ..report._html import esc, standalone
+        from .. import _render as svg
+        from .._render import esc, standalone
 
         values = self.attributions.tolist()
         vmax = max((abs(v) for v in values), default=0.0) or 1.0

@@ -113,7 +113,7 @@ def _summary(data: Any, path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..report._svg import show_token
+    from .._render import show_token
 
     out = Console(file=sys.stdout, soft_wrap=True, highlight=False)
     q = lambda t: repr(t)  # noqa: E731 - tokens with their spaces visible

@@ -130,9 +130,8 @@ class PatchResult:
     def to_html(self, title: str | None = None) -> str:
         """A self-contained HTML page: the heatmap of ``effects`` (sites x columns; blue negative, red
         positive), hover text with the raw change, and the top cells. Inline SVG and CSS, no script or URL."""
-        from ..report import _svg as svg
-        from ..report._html import standalone
-        from ..report._svg import esc
+        from .. import _render as svg
+        from .._render import esc, standalone
 
         eff = self.effects
         finite = eff[torch.isfinite(eff)]
