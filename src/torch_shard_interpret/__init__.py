@@ -5,6 +5,7 @@ model = tsi.load("smollm2-135m")
 run = model.run("The Eiffel Tower is located in the city of", cache="blocks.*.resid_post")
 """
 
+from ._wrap import wrap as wrap
 from .core import *  # noqa: F403 - the core's __all__ is the public surface
 from .core import __all__ as _core_all
 
@@ -42,4 +43,4 @@ _SUBPACKAGES = (
     "serve",
 )
 
-__all__ = [*_core_all, "load", "__version__"]
+__all__ = [*_core_all, "wrap", "load", "__version__"]

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 import torch_shard_interpret as tsi
-from torch_shard_interpret.adapters import generic_adapter, head_output_weights
+from torch_shard_interpret.adapters import generic_adapter
+from torch_shard_interpret.attribution import head_output_weights
 
 transformers = pytest.importorskip("transformers")
 

@@ -1,4 +1,8 @@
-"""Adapters: per-architecture maps from canonical site names to module paths."""
+"""Adapters: per-architecture maps from canonical site names to module paths.
+
+Adapters only name things. The ``Adapter`` record and site building are the core's
+(``core/_adapter.py``); the weights in head form are read by ``tsi.attribution.head_output_weights``.
+"""
 
 from ._base import Adapter as Adapter
 from ._base import block_modules as block_modules
@@ -7,7 +11,6 @@ from ._generic import generic_adapter as generic_adapter
 from ._registry import adapter_for as adapter_for
 from ._registry import register_adapter as register_adapter
 from ._registry import registered as registered
-from ._weights import head_output_weights as head_output_weights
 
 __all__ = [
     "Adapter",
@@ -15,7 +18,6 @@ __all__ = [
     "block_modules",
     "build_sites",
     "generic_adapter",
-    "head_output_weights",
     "register_adapter",
     "registered",
 ]

@@ -5,5 +5,6 @@ from ._dla import direct_logit_attribution as direct_logit_attribution
 from ._ig import IGResult as IGResult
 from ._ig import integrated_gradients as integrated_gradients
 from ._saliency import saliency as saliency
+from ._weights import head_output_weights as head_output_weights
 
 __all__ = ["DLAResult", "IGResult", "direct_logit_attribution", "integrated_gradients", "saliency"]

@@ -162,7 +162,7 @@ def dla_from_run(
     components: dict[str, float] = {"embed": float(contrib(run.cache["embed"][0, pos]))}
     heads = torch.zeros(n_layers, model.cfg.n_heads or 0)
     head_bias = torch.zeros(n_layers)
-    from ..adapters import head_output_weights
+    from ._weights import head_output_weights
 
     for i in range(n_layers):
         components[f"blocks.{i}.attn"] = float(contrib(run.cache[f"blocks.{i}.attn.out"][0, pos]))
@@ -193,7 +193,7 @@ def dla_from_run(
 
 def _unembed_columns(head: nn.Module, ids: list[int]) -> torch.Tensor:
     """Columns ``W_U[:, ids]`` as ``[d_model, len(ids)]`` float32 on CPU."""
-    from ..adapters._weights import linear_weight_in_out
+    from ._weights import linear_weight_in_out
 
     weight = linear_weight_in_out(head)  # [d_model, d_vocab]
     return weight[:, ids].detach().float().cpu()

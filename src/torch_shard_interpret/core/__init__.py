@@ -1,5 +1,10 @@
-"""The core engine: sites, hooks, caches and interventions. Depends on torch only."""
+"""The core engine: sites, hooks, caches and interventions. Depends on torch only.
 
+Nothing here imports ``adapters/`` or any technique; ``tsi.wrap`` (which picks an adapter) lives one
+level up, in ``torch_shard_interpret._wrap``.
+"""
+
+from ._adapter import Adapter as Adapter
 from ._cache import ActivationCache as ActivationCache
 from ._config import ModelConfig as ModelConfig
 from ._errors import AdapterError as AdapterError
@@ -24,10 +29,10 @@ from ._interventions import Scale as Scale
 from ._interventions import Set as Set
 from ._model import Model as Model
 from ._model import RunResult as RunResult
-from ._model import wrap as wrap
 from ._site import Site as Site
 
 __all__ = [
+    "Adapter",
     "Ablate",
     "ActivationCache",
     "Add",
@@ -53,5 +58,4 @@ __all__ = [
     "SiteNotFoundError",
     "SiteNotReachedError",
     "TsiError",
-    "wrap",
 ]

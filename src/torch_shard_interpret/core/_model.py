@@ -15,9 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._adapter import DEFAULT_CONFIG, Adapter, find_module
+from ._build import block_modules, build_sites
 from ._cache import ActivationCache
 from ._config import ModelConfig
 from ._errors import (
+    AdapterError,
     GradModeError,
     InputError,
     InterventionError,
@@ -72,17 +75,20 @@ def _readable(tokenizer: Any, tok: str) -> str:
 class Model:
     """A wrapped ``nn.Module``. Create one with ``tsi.wrap`` or ``tsi.load``."""
 
-    def __init__(self, module: nn.Module, tokenizer: Any = None, adapter: Any = "auto"):
+    def __init__(self, module: nn.Module, tokenizer: Any = None, adapter: Adapter | None = None):
         if not isinstance(module, nn.Module):
             raise TsiError(f"tsi.wrap needs a torch.nn.Module, not a {type(module).__name__}")
-        from ..adapters import adapter_for, build_sites
-
+        if adapter is not None and not isinstance(adapter, Adapter):
+            raise AdapterError(
+                f"adapter must be a tsi.adapters.Adapter or None, not {adapter!r}; "
+                "use tsi.wrap(module) to pick one automatically"
+            )
         self.module = module
         self.tokenizer = tokenizer
         self._hf = is_hf(module)
         if tokenizer is not None and getattr(tokenizer, "pad_token", "x") is None:
             tokenizer.pad_token = tokenizer.eos_token  # batches of prompts need a pad token
-        self.adapter = adapter_for(module) if adapter == "auto" else adapter
+        self.adapter = adapter
         self.cfg = _make_config(module, self.adapter)
         self._sites: dict[str, Site] = (
             build_sites(self.adapter, module, self.cfg.n_heads) if self.adapter is not None else {}
@@ -396,8 +402,6 @@ class Model:
 
     def block_modules(self, i: int) -> dict[str, nn.Module | None]:
         """The modules of block ``i`` by role (block, attn, o_proj, mlp, mlp_down, ln1, ln2, attn_out, mlp_out)."""
-        from ..adapters import block_modules
-
         if self.adapter is None:
             raise TsiError("this model has no adapter, so it has no named blocks; use raw sites")
         return block_modules(self.adapter, self.module, i)
@@ -413,9 +417,7 @@ class Model:
         return f"tsi.Model({type(self.module).__name__}, {arch}, n_layers={self.cfg.n_layers})"
 
 
-def _make_config(module: nn.Module, adapter: Any) -> ModelConfig:
-    from ..adapters._base import DEFAULT_CONFIG, find_module
-
+def _make_config(module: nn.Module, adapter: Adapter | None) -> ModelConfig:
     hf = getattr(module, "config", None)
     hf = getattr(hf, "get_text_config", lambda: hf)() if hf is not None else None
     values: dict[str, Any] = {}
@@ -438,9 +440,3 @@ def _make_config(module: nn.Module, adapter: Any) -> ModelConfig:
     if "d_head" not in values and values.get("d_model") and values.get("n_heads"):
         values["d_head"] = values["d_model"] // values["n_heads"]
     return ModelConfig(**values)
-
-
-def wrap(module: nn.Module, tokenizer: Any = None, adapter: Any = "auto") -> Model:
-    """Wrap any ``nn.Module`` without changing it. ``adapter="auto"`` picks one by architecture (Hugging Face
-    models) or by structure; ``adapter=None`` keeps raw sites only."""
-    return Model(module, tokenizer=tokenizer, adapter=adapter)

@@ -369,6 +369,6 @@ def load(
         module.to(device)
     module.eval()
 
-    from ..core import wrap  # lazy: the core imports with torch alone
+    from .._wrap import wrap  # lazy: loading must not import the core at import time
 
     return wrap(module, tokenizer=tokenizer)

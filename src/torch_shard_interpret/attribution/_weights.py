@@ -32,7 +32,7 @@ def head_output_weights(model: Any, layer: int) -> tuple[torch.Tensor, torch.Ten
     parameters: they follow later weight changes and carry gradients.
     """
     if isinstance(model, nn.Module):
-        from ..core._model import wrap
+        from .._wrap import wrap
 
         model = wrap(model)
     o_proj = model.block_modules(layer)["o_proj"]
