@@ -14,6 +14,7 @@ from ._errors import InterventionError as InterventionError
 from ._errors import ModelNotFoundError as ModelNotFoundError
 from ._errors import PositionError as PositionError
 from ._errors import ReadOnlySiteError as ReadOnlySiteError
+from ._errors import ReentrantRunError as ReentrantRunError
 from ._errors import ShapeMismatchError as ShapeMismatchError
 from ._errors import SiteNotFoundError as SiteNotFoundError
 from ._errors import SiteNotReachedError as SiteNotReachedError
@@ -50,6 +51,7 @@ __all__ = [
     "PositionError",
     "ProjectOut",
     "ReadOnlySiteError",
+    "ReentrantRunError",
     "RunResult",
     "Scale",
     "Set",

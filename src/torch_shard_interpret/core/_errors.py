@@ -46,6 +46,10 @@ class SiteNotReachedError(TsiError):
     """An intervention was asked for at a site that the forward pass never ran."""
 
 
+class ReentrantRunError(TsiError):
+    """``run``/``generate``/``intervene`` was called from inside an intervention of a running forward."""
+
+
 class GradModeError(TsiError):
     """Gradients were asked for where autograd is off."""
 

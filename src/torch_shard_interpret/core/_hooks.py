@@ -18,14 +18,17 @@ import torch
 from torch import nn
 
 from ._dtensor import is_dtensor, unshard, unshard_local
-from ._errors import SiteNotReachedError
+from ._errors import ReentrantRunError, SiteNotReachedError
 from ._interventions import HookContext, Intervention
 from ._site import Site
 
 _ACTIVE: ContextVar[frozenset[int]] = ContextVar("tsi_active_scopes", default=frozenset())
+# The site whose intervention code is running in this thread or task (None outside intervention code).
+_IN_INTERVENTION: ContextVar[str | None] = ContextVar("tsi_in_intervention", default=None)
 _IDS = itertools.count(1)
-# True while Model.generate runs: positions past the current sequence are still to come, not errors.
-_GENERATING: ContextVar[bool] = ContextVar("tsi_generating", default=False)
+# Set while Model.generate runs (positions past the current sequence are still to come, not errors): the
+# absolute positions each (intervention, site) chose so far in this generation, by negative selectors.
+_GENERATING: ContextVar[dict[tuple[int, str], set[int]] | None] = ContextVar("tsi_generating", default=None)
 
 
 class StopForward(Exception):  # noqa: N818 - control flow, not an error
@@ -103,26 +106,27 @@ class Scope:
     def unreached(self) -> list[str]:
         return [s.name for s in self.interventions if s.name not in self.fired]
 
-    def check_reached(self) -> None:
+    def check_reached(self, stopped: bool = False) -> None:
+        """Raise ``SiteNotReachedError`` for interventions that never ran (``stopped``: the run ended early)."""
         missed = self.unreached()
-        if missed:
+        if not missed:
+            return
+        names = ", ".join(map(repr, missed))
+        if stopped:
             raise SiteNotReachedError(
-                f"the forward pass never reached {', '.join(map(repr, missed))}, so the intervention there did "
-                "nothing; check the site name and that the model really runs that module"
+                f"the forward stopped once every cached site was recorded (return_logits=False), before it "
+                f"reached {names}, so the intervention there did nothing; pass return_logits=True, or check "
+                "that the model runs that module before the cached sites"
             )
+        raise SiteNotReachedError(
+            f"the forward pass never reached {names}, so the intervention there did "
+            "nothing; check the site name and that the model really runs that module"
+        )
 
     # ---- hooks --------------------------------------------------------------------------------
-    def _offset_hook(self, module, args, kwargs):
-        if self.id not in _ACTIVE.get():
-            return None
-        past = kwargs.get("past_key_values")
-        offset = 0
-        if past is not None and hasattr(past, "get_seq_length"):
-            offset = int(past.get_seq_length())
-        elif past is not None and isinstance(past, (tuple, list)) and past and past[0] is not None:
-            offset = int(past[0][0].shape[-2])
-        self.offset = offset
-        return None
+    def _offset_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self.id in _ACTIVE.get():
+            self.offset = position_offset(args, kwargs)
 
     def _add(self, site: Site, entries: list[tuple[Site, list[Intervention], bool]]) -> None:
         """One hook at ``site``'s place: ``entries`` are the site itself and any splice sites derived from it."""
@@ -198,11 +202,18 @@ class Scope:
             self.fired[name] = n + 1
         changed = False
         if ivs:
-            ctx = HookContext(site, self.offset, self.generating or _GENERATING.get(), n)
-            for iv in ivs:
-                new = iv(value, ctx)
-                if new is not value:
-                    value, changed = new, True
+            generation = _GENERATING.get()
+            if generation is None and self.generating:
+                generation = {}
+            ctx = HookContext(site, self.offset, generation is not None, n, generation)
+            guard = _IN_INTERVENTION.set(name)
+            try:
+                for iv in ivs:
+                    new = iv(value, ctx)
+                    if new is not value:
+                        value, changed = new, True
+            finally:
+                _IN_INTERVENTION.reset(guard)
         if record:
             if self.grad:
                 if not value.requires_grad:
@@ -221,3 +232,42 @@ class Scope:
                 if not self._pending:
                     raise StopForward
         return value, changed
+
+
+def refuse_reentry(call: str) -> None:
+    """Raise ``ReentrantRunError`` when ``call`` (``run``, ``generate``...) comes from intervention code."""
+    site = _IN_INTERVENTION.get()
+    if site is not None:
+        raise ReentrantRunError(
+            f"model.{call} was called from inside the intervention at {site!r}, which would run the model "
+            "within its own forward (and again at every nested call); run it before, and pass what it "
+            "computes (a cache or a tensor) to the intervention"
+        )
+
+
+def position_offset(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """The absolute position of the first token of this forward, from what the model really receives.
+
+    In order: explicit ``cache_position`` ids; a KV-cache object under any keyword or position (anything
+    with ``get_seq_length``: ``past_key_values=`` up to transformers 4.x, ``cache=`` in 5.x); a legacy
+    tuple of ``(key, value)`` tensors under a keyword naming a cache; else an attention mask longer than
+    the input ids (the mask covers the cached prefix too). 0 when none of them is there.
+    """
+    cache_position = kwargs.get("cache_position")
+    if torch.is_tensor(cache_position) and cache_position.numel() > 0:
+        return int(cache_position.reshape(-1)[0])
+    values = [*kwargs.values(), *args]
+    for value in values:
+        seq_len = getattr(value, "get_seq_length", None)
+        if callable(seq_len):
+            return int(seq_len())  # type: ignore[arg-type]
+    for key, value in kwargs.items():
+        if ("past" in key or "cache" in key) and isinstance(value, (tuple, list)) and value:
+            first = value[0]
+            if isinstance(first, (tuple, list)) and first and torch.is_tensor(first[0]):
+                return int(first[0].shape[-2])
+    ids = kwargs.get("input_ids", kwargs.get("inputs_embeds"))
+    mask = kwargs.get("attention_mask")
+    if torch.is_tensor(ids) and torch.is_tensor(mask) and mask.ndim == 2 and ids.ndim >= 2:
+        return max(0, int(mask.shape[-1]) - int(ids.shape[1]))
+    return 0

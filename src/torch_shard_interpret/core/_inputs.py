@@ -104,12 +104,33 @@ def prepare(
         raise InputError(
             f"the input has {ids.shape[-1]} tokens but the model's context window is {n_ctx}; shorten the prompt"
         )
+    if hf and torch.is_tensor(ids):
+        check_vocab(module, ids)
     if hf:
         device = input_device(module)
         kwargs = {
             k: v.to(device) if torch.is_tensor(v) and v.device != device else v for k, v in kwargs.items()
         }
     return Prepared(args, kwargs, kwargs.get("input_ids"), kwargs.get("attention_mask"))
+
+
+def check_vocab(module: nn.Module, ids: torch.Tensor) -> None:
+    """Raise ``InputError`` when a token id is outside the input embedding's table."""
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+        raise InputError(f"input_ids must be integer token ids, not a {ids.dtype} tensor")
+    try:
+        size = module.get_input_embeddings().num_embeddings  # type: ignore[operator, union-attr]
+    except (AttributeError, NotImplementedError):
+        return
+    if not isinstance(size, int) or ids.numel() == 0:
+        return
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= size:
+        bad = high if high >= size else low
+        raise InputError(
+            f"token id {bad} at input_ids (the embed site) is outside the vocabulary of {size} tokens "
+            f"(ids 0..{size - 1}); check the tokenizer matches the model"
+        )
 
 
 def output_logits(output: Any) -> torch.Tensor | None:

@@ -32,6 +32,10 @@ class HookContext:
     offset: int = 0  # absolute position of the first token of this forward (KV-cache generation)
     generating: bool = False  # positions beyond the current sequence may still come
     step: int = 0  # how many times this site already ran in this scope
+    # While generating: absolute positions that negative selectors chose in earlier steps, by
+    # (intervention, site). They stay chosen, as they are with the KV cache, whose keys and values were
+    # computed with the change; so a forward over the whole sequence (no cache) sees the same edits.
+    chosen: dict[tuple[int, str], set[int]] | None = None
 
     @property
     def name(self) -> str:
@@ -61,6 +65,42 @@ def _as_list(sel: Indices, size: int, what: str, site: str) -> list[int] | None:
     return out
 
 
+def _check_selector(sel: Any, what: str, site: str) -> None:
+    """Raise ``PositionError``/``InterventionError`` unless ``sel`` is None, an int, a slice of ints, a sequence
+    of ints or an integer tensor."""
+    error = PositionError if what == "positions" else InterventionError
+    if sel is None or (isinstance(sel, int) and not isinstance(sel, bool)):
+        return
+    if isinstance(sel, slice):
+        if what == "positions" and all(
+            v is None or (isinstance(v, int) and not isinstance(v, bool))
+            for v in (sel.start, sel.stop, sel.step)
+        ):
+            return
+        raise error(f"{what}={sel!r} at {site}: a slice needs integer bounds, e.g. slice(2, None)")
+    if torch.is_tensor(sel):
+        if sel.dtype.is_floating_point or sel.is_complex() or sel.dtype == torch.bool or sel.ndim > 1:
+            raise error(
+                f"{what} at {site} is a {sel.dtype} tensor of shape {list(sel.shape)}; give a 1-d integer tensor"
+            )
+        return
+    if isinstance(sel, Sequence) and not isinstance(sel, (str, bytes)):
+        bad = [x for x in sel if not isinstance(x, int) or isinstance(x, bool)]
+        if not bad:
+            return
+        raise error(f"{what} at {site} contains {bad[0]!r}; give integers, e.g. {what}=[0, 3]")
+    raise error(f"{what}={sel!r} at {site} is a {type(sel).__name__}; give an int or a list of ints")
+
+
+def _check_value(value: Any, what: str, site: str) -> None:
+    """Raise ``InterventionError`` when ``value`` is a tensor without data (on the meta device)."""
+    if torch.is_tensor(value) and value.device.type == "meta":
+        raise InterventionError(
+            f"{what} at {site}: the value is on the meta device, so it holds no data; give a tensor on a real "
+            "device (materialise it, e.g. with torch.randn(..., device='cpu'))"
+        )
+
+
 class Intervention:
     """Base class. Subclasses implement ``edit(region, ctx, full)``."""
 
@@ -72,6 +112,13 @@ class Intervention:
         self.batch = batch
         if positions is not None:
             self.needs_offset = True
+
+    def check(self, site: str) -> None:
+        """Validate the selectors and values before any forward runs, naming ``site`` in the error."""
+        for what in ("positions", "heads", "batch"):
+            _check_selector(getattr(self, what), what, site)
+        for attr in ("value", "vector", "direction", "source"):
+            _check_value(getattr(self, attr, None), type(self).__name__, site)
 
     # -- selectors -------------------------------------------------------------------------------
     def _select(self, value: torch.Tensor, ctx: HookContext):
@@ -136,6 +183,10 @@ class Intervention:
                     f"(positions 0..{total - 1}, or -1..-{total})"
                 )
             out.append(q)
+        if ctx.chosen is not None and any(p < 0 for p in items):
+            earlier = ctx.chosen.setdefault((id(self), ctx.name), set())
+            earlier.update(q for p, q in zip(items, out, strict=True) if p < 0)
+            return sorted(earlier | set(out))
         return out
 
     # -- application -----------------------------------------------------------------------------
@@ -195,6 +246,7 @@ class Intervention:
 def _source_tensor(source: Any, ctx: HookContext, what: str) -> torch.Tensor:
     """The source activation for this site: a tensor, or the entry of a cache for this site's name."""
     if torch.is_tensor(source):
+        _check_value(source, what, ctx.name)
         return source
     if isinstance(source, Mapping):
         if ctx.name not in source:
@@ -202,7 +254,7 @@ def _source_tensor(source: Any, ctx: HookContext, what: str) -> torch.Tensor:
                 f"{what} at {ctx.name}: the source cache has no entry for this site; cache it in the source run "
                 f"(cache=[{ctx.name!r}, ...])"
             )
-        return source[ctx.name]
+        return _source_tensor(source[ctx.name], ctx, what)
     if hasattr(source, "cache"):  # a RunResult
         return _source_tensor(source.cache, ctx, what)
     raise InterventionError(
@@ -398,7 +450,13 @@ class Fn(Intervention):
         self.fn = fn
 
     def edit(self, region, ctx, full, where):
-        return self.fn(region, ctx)
+        new = self.fn(region, ctx)
+        if new is not None and not torch.is_tensor(new):
+            raise InterventionError(
+                f"Fn at {ctx.name} returned a {type(new).__name__}; return a tensor shaped like its input "
+                "(or None after changing the value in place)"
+            )
+        return new
 
 
 def as_intervention(obj: Any, site_name: str) -> Intervention:

@@ -28,7 +28,7 @@ from ._errors import (
     SiteNotFoundError,
     TsiError,
 )
-from ._hooks import _GENERATING, Scope, StopForward
+from ._hooks import _GENERATING, Scope, StopForward, refuse_reentry
 from ._inputs import is_hf, output_logits, prepare
 from ._interventions import Intervention, as_intervention
 from ._site import Site, is_glob, match_glob, parse_raw
@@ -222,6 +222,8 @@ class Model:
         for key, val in spec.items():
             items = list(val) if isinstance(val, (list, tuple)) else [val]
             ivs = [as_intervention(v, key) for v in items]
+            for iv in ivs:
+                iv.check(key)
             for site in self.resolve(key):
                 if not site.writable:
                     raise ReadOnlySiteError(
@@ -242,6 +244,7 @@ class Model:
 
         Contexts nest; each removes only its own hooks. A site the block never reached is reported on exit.
         """
+        refuse_reentry("intervene")
         scope = Scope(self._interventions(interventions), root=self.module)
         with scope:
             yield scope
@@ -269,6 +272,7 @@ class Model:
         forward as soon as every cached site has been recorded. Runs without autograd unless ``grad`` or
         ``keep_graph`` is given.
         """
+        refuse_reentry("run")
         if grad is not None and torch.is_inference_mode_enabled():
             raise GradModeError(
                 "gradients cannot be computed under torch.inference_mode(); call run(..., grad=...) outside it"
@@ -298,8 +302,7 @@ class Model:
                 output = self.module(*prepared.args, **prepared.kwargs)
             except StopForward:
                 stopped = True
-        if not stopped:
-            scope.check_reached()
+        scope.check_reached(stopped)
         result = RunResult(
             logits=output_logits(output) if output is not None else None,
             cache=ActivationCache(store),
@@ -341,6 +344,7 @@ class Model:
         """Generate with the KV cache (greedy by default) and return the new text (``full_text=True``: with the
         prompt). Interventions given here or by an enclosing ``intervene`` apply at every step; positions are
         absolute, so ``positions=None`` also steers each newly generated token."""
+        refuse_reentry("generate")
         if max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be at least 1, not {max_new_tokens}")
         prepared = prepare(
@@ -351,7 +355,7 @@ class Model:
             raise InputError("generate needs text or token ids")
         ctx = self.intervene(interventions) if interventions else nullcontext()
         with ctx:
-            token = _GENERATING.set(True)
+            token = _GENERATING.set({})
             try:
                 if hasattr(self.module, "generate") and self._hf:
                     pad = getattr(self.tokenizer, "pad_token_id", None)
