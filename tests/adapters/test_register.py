@@ -88,7 +88,7 @@ def test_registered_adapter_names_every_site(registry):
     assert model.adapter is TOY and model.cfg.architecture == "toyformer"
     assert model.cfg.n_layers == 3 and model.cfg.d_model == 16 and model.cfg.n_heads == 4
     assert model.cfg.d_head == 4
-    assert model.sites("blocks.2.*")[:2] == ["blocks.2.resid_pre", "blocks.2.attn.z"]
+    assert model.sites("blocks.2.*")[:2] == ["blocks.2.resid_pre", "blocks.2.ln1.scale"]
 
     ids = torch.randint(0, 50, (2, 7))
     run = model.run(

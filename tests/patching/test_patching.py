@@ -190,7 +190,7 @@ def test_errors_are_clear(model, metric):
     with pytest.raises(PatchingError, match="batch_size"):
         ap(model, CLEAN, CORRUPT, metric, batch_size=0)
     with pytest.raises(tsi.SiteNotFoundError):
-        ap(model, CLEAN, CORRUPT, metric, sites="blocks.*.resid_mid")
+        ap(model, CLEAN, CORRUPT, metric, sites="blocks.*.resid_nowhere")
     with pytest.raises(tsi.InputError, match="batch size 2"):
         ap(model, model.to_tokens([CLEAN, CLEAN]), CORRUPT, metric)
     with pytest.raises(PatchingError, match=r"returned shape \[\]"):

@@ -22,6 +22,7 @@ _ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention", "attn_layer")
 _MLP_NAMES = ("mlp", "ffn", "feed_forward", "feedforward", "ff")
 _O_PROJ = ("o_proj", "out_proj", "c_proj", "dense", "wo", "proj_out", "o")
 _DOWN = ("down_proj", "c_proj", "fc2", "fc_out", "dense_4h_to_h", "w2", "wo", "proj_out", "out_proj")
+_QKV = {"q": ("q_proj", "query", "q"), "k": ("k_proj", "key", "k"), "v": ("v_proj", "value", "v")}
 _HEADS = ("num_heads", "n_heads", "n_head", "num_attention_heads", "heads")
 
 
@@ -70,6 +71,11 @@ def _parts(block: nn.Module) -> dict | None:
     if o_proj is None:
         return None
     parts: dict = {"attn": attn, "o_proj": f"{attn}.{o_proj}"}
+    attn_children = dict(block.get_submodule(attn).named_children())
+    for part, names in _QKV.items():
+        found = next((n for n in names if _linear_like(attn_children.get(n, nn.Identity()))), None)
+        if found is not None:
+            parts[part] = f"{attn}.{found}"
     mlp = _find_child(block, _MLP_NAMES, _MLP)
     children = dict(block.named_children())
     if mlp is not None and mlp != attn:

@@ -4,4 +4,4 @@ from dataclasses import replace
 
 from .llama import LLAMA
 
-PHI3 = replace(LLAMA, name="phi3", model_types=("phi3",))
+PHI3 = replace(LLAMA, name="phi3", model_types=("phi3",), q=None, k=None, v=None, qkv="self_attn.qkv_proj")

@@ -39,6 +39,12 @@ class Adapter:
     ln2: str | None = None  # relative: norm before the MLP
     final_norm: str | None = None  # absolute
     unembed: str | None = None  # absolute
+    # relative: the query/key/value projections (their outputs are attn.q/k/v, before any rotary embedding)
+    q: str | None = None
+    k: str | None = None
+    v: str | None = None
+    qkv: str | None = None  # relative: one fused projection whose output is q | k | v along the last dim
+    pos_embed: str | None = None  # absolute: module whose output is the learned position embedding
     block_style: BlockStyle = "sequential"
     # The MLP sees tokens flattened to [batch*pos, ...] (OPT), so mlp.post/mlp.out have no batch/pos dims.
     mlp_flat: bool = False

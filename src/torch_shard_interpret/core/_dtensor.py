@@ -81,6 +81,8 @@ def _feature_shard(module: Any, kind: str, width: int) -> tuple[Any, int] | None
 def unshard_local(site: Any, value: torch.Tensor) -> tuple[torch.Tensor, Restore] | None:
     """For a plain ``value`` that is this rank's feature slice of a tensor-parallel layer's input or output:
     ``(full_tensor, restore)`` where ``restore(new_full)`` gives this rank's slice back. Otherwise None."""
+    if site.view is not None or site.kind == "scores":
+        return None  # views and scores are shown as the module computes them on this rank
     heads = site.n_heads
     flat = value.flatten(-2) if heads is not None else value  # undo the site's [n_heads, d_head] view
     if flat.ndim == 0:

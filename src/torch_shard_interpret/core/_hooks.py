@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ._dtensor import is_dtensor, unshard, unshard_local
 from ._errors import ReentrantRunError, SiteNotReachedError
@@ -141,6 +142,8 @@ class Scope:
                 return body(output)
 
             self._handles.append(site.module.register_forward_hook(hook))
+        elif site.kind == "scores":
+            self._add_scores(site, body)
         else:
 
             def pre_hook(module, args, kwargs):
@@ -149,6 +152,25 @@ class Scope:
                 return body((args, kwargs))
 
             self._handles.append(site.module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+
+    def _add_scores(self, site: Site, body: Callable[[Any], Any]) -> None:
+        """The first softmax input inside ``site.module``'s forward: a torch-function mode entered by a pre-hook
+        and left by a forward hook that runs even when the forward raises."""
+        my_id = self.id
+        modes: list[FirstSoftmax] = []
+
+        def enter(module: nn.Module, args: Any) -> None:
+            if my_id in _ACTIVE.get():
+                mode = FirstSoftmax(body)
+                mode.__enter__()
+                modes.append(mode)
+
+        def leave(module: nn.Module, args: Any, output: Any) -> None:
+            if my_id in _ACTIVE.get() and modes:
+                modes.pop().__exit__(None, None, None)
+
+        self._handles.append(site.module.register_forward_pre_hook(enter))
+        self._handles.append(site.module.register_forward_hook(leave, always_call=True))
 
     def _make_body(
         self, site: Site, entries: list[tuple[Site, list[Intervention], bool]]
@@ -160,6 +182,7 @@ class Scope:
                 splices.setdefault(entry[0].extra["splice"], {})[entry[0].extra["part"]] = entry
         process = self._process
         grad = self.grad
+        in_place = bool(site.extra.get("in_place"))
 
         def body(payload: Any) -> Any:
             value = site.get(payload)
@@ -187,6 +210,11 @@ class Scope:
                 # A gathered (tensor-parallel) value reaches the output only if the model continues with it.
                 changed |= c or (grad and restore is not None)
             if not changed:
+                return None
+            if in_place:  # the module's input is also the residual stream: change the tensor itself
+                raw = site.get(payload)
+                if raw is not value:
+                    raw.copy_(value)
                 return None
             return site.put(payload, value if restore is None else restore(value))
 
@@ -216,10 +244,12 @@ class Scope:
                 _IN_INTERVENTION.reset(guard)
         if record:
             if self.grad:
-                if not value.requires_grad:
+                if not value.requires_grad and site.extra.get("in_place") and value.grad_fn is None:
+                    value.requires_grad_(True)  # the same tensor feeds both branches: keep it, now tracked
+                elif not value.requires_grad:
                     value = value.detach().requires_grad_(True)
                     changed = True
-                elif site.n_heads is not None:
+                elif site.n_heads is not None or site.view is not None:
                     changed = True  # route the downstream graph through this view
                 self.cache[name] = value
             else:
@@ -232,6 +262,29 @@ class Scope:
                 if not self._pending:
                     raise StopForward
         return value, changed
+
+
+_SOFTMAX = (torch.nn.functional.softmax, torch.softmax, torch.Tensor.softmax)
+
+
+class FirstSoftmax(TorchFunctionMode):
+    """Hands the input of the first softmax call to ``body`` (which may replace it), then steps aside."""
+
+    def __init__(self, body: Callable[[Any], Any]):
+        super().__init__()
+        self.body = body
+        self.done = False
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        if not self.done and func in _SOFTMAX and args and torch.is_tensor(args[0]):
+            self.done = True
+            new = self.body(args[0])
+            if new is not None:
+                args = (new, *args[1:])
+        return func(*args, **kwargs)
 
 
 def refuse_reentry(call: str) -> None:

@@ -39,7 +39,7 @@ def input_device(module: nn.Module) -> torch.device:
 
 
 def tokenize(
-    tokenizer: Any, text: str | Sequence[str], padding_side: str | None = None
+    tokenizer: Any, text: str | Sequence[str], padding_side: str | None = None, prepend_bos: bool = False
 ) -> dict[str, torch.Tensor]:
     if tokenizer is None:
         raise InputError(
@@ -48,11 +48,32 @@ def tokenize(
     texts = [text] if isinstance(text, str) else list(text)
     if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
         raise InputError("the prompt is empty; give at least one non-blank string")
+    if prepend_bos:
+        return _with_bos(tokenizer, texts, padding_side)
     kwargs: dict[str, Any] = {"return_tensors": "pt", "padding": len(texts) > 1}
     if padding_side is not None and len(texts) > 1:
         kwargs["padding_side"] = padding_side
     enc = tokenizer(texts, **kwargs)
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def _with_bos(tokenizer: Any, texts: list[str], padding_side: str | None) -> dict[str, torch.Tensor]:
+    """Tokenize ``texts`` so that each row starts with the BOS token (added when the tokenizer did not)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        raise InputError("prepend_bos=True needs a tokenizer with a BOS token; this tokenizer has none")
+    rows = [list(r) for r in tokenizer(texts)["input_ids"]]
+    rows = [r if r and r[0] == bos else [bos, *r] for r in rows]
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else bos
+    left = (padding_side or getattr(tokenizer, "padding_side", "right")) == "left"
+    ids = torch.full((len(rows), width), int(pad), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        cols = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, cols] = torch.tensor(r, dtype=torch.long)
+        mask[i, cols] = 1
+    return {"input_ids": ids, "attention_mask": mask}
 
 
 def prepare(
@@ -63,6 +84,7 @@ def prepare(
     n_ctx: int | None,
     padding_side: str | None = None,
     hf: bool | None = None,
+    prepend_bos: bool = False,
 ) -> Prepared:
     """Text, token ids, a dict of model kwargs or any tensor(s) -> the call of ``module``.
 
@@ -77,7 +99,7 @@ def prepare(
     if isinstance(inputs, str) or (
         isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, str) for t in inputs)
     ):
-        kwargs.update(tokenize(tokenizer, inputs, padding_side))
+        kwargs.update(tokenize(tokenizer, inputs, padding_side, prepend_bos))
     elif isinstance(inputs, (list, tuple)) and not inputs:
         raise InputError("the input is empty; give a prompt, a list of prompts or a tensor")
     elif isinstance(inputs, Mapping):

@@ -91,8 +91,14 @@ class Model:
         self.adapter = adapter
         self.cfg = _make_config(module, self.adapter)
         self._sites: dict[str, Site] = (
-            build_sites(self.adapter, module, self.cfg.n_heads) if self.adapter is not None else {}
+            build_sites(self.adapter, module, self.cfg.n_heads, self.cfg.n_kv_heads, self.cfg.d_head)
+            if self.adapter is not None
+            else {}
         )
+        self.prepend_bos = False
+        """Start every tokenized text with the BOS token, as TransformerLens does by default (off: the
+        tokenizer's own choice, which is what the model saw in training). ``run``/``generate``/``to_tokens``
+        take ``prepend_bos=`` to override it for one call."""
         self._raw: list[str] | None = None
         self._globs: dict[str, list[Site]] = {}
 
@@ -166,7 +172,7 @@ class Model:
         ``x - decode(encode(x))`` at ``site``. They can be cached, patched, ablated and steered like any site;
         when one is changed the model continues with ``decode(latents) + error``. Returns the new names."""
         parent = self.site(site)
-        if parent.extra.get("parent") is not None or parent.n_heads is not None:
+        if parent.extra.get("parent") is not None or parent.n_heads is not None or parent.view is not None:
             raise InterventionError(f"a splice needs a plain activation site, not {site!r}")
         splice = Splice(name, encode, decode, latent_dim)
         names = []
@@ -226,9 +232,8 @@ class Model:
                 iv.check(key)
             for site in self.resolve(key):
                 if not site.writable:
-                    raise ReadOnlySiteError(
-                        f"{site.name} can be cached but not changed: the model does not use this value downstream"
-                    )
+                    reason = site.read_only_reason or "the model does not use this value downstream"
+                    raise ReadOnlySiteError(f"{site.name} can be cached but not changed: {reason}")
                 for iv in ivs:
                     if iv.heads is not None and site.layout is not None and "n_heads" not in site.layout:
                         raise InterventionError(
@@ -261,6 +266,7 @@ class Model:
         cache_device: torch.device | str | None = None,
         return_logits: bool = True,
         keep_graph: bool = False,
+        prepend_bos: bool | None = None,
         **model_kwargs: Any,
     ) -> RunResult:
         """Run the model once.
@@ -270,14 +276,23 @@ class Model:
         intervention}``. ``grad``: a function of the result returning a scalar; its gradients with
         respect to every cached activation land in ``result.grads``. ``return_logits=False`` stops the
         forward as soon as every cached site has been recorded. Runs without autograd unless ``grad`` or
-        ``keep_graph`` is given.
+        ``keep_graph`` is given. ``prepend_bos``: start each text with the BOS token (default
+        ``model.prepend_bos``, off).
         """
         refuse_reentry("run")
         if grad is not None and torch.is_inference_mode_enabled():
             raise GradModeError(
                 "gradients cannot be computed under torch.inference_mode(); call run(..., grad=...) outside it"
             )
-        prepared = prepare(self.module, self.tokenizer, inputs, model_kwargs, self.cfg.n_ctx, hf=self._hf)
+        prepared = prepare(
+            self.module,
+            self.tokenizer,
+            inputs,
+            model_kwargs,
+            self.cfg.n_ctx,
+            hf=self._hf,
+            prepend_bos=self._bos(prepend_bos),
+        )
         record = self.resolve(cache)
         if grad is not None and not record:
             raise InputError("grad= needs sites to differentiate with respect to; pass cache=[...]")
@@ -339,6 +354,7 @@ class Model:
         interventions: InterventionSpec = None,
         do_sample: bool = False,
         full_text: bool = False,
+        prepend_bos: bool | None = None,
         **generate_kwargs: Any,
     ) -> str | list[str] | torch.Tensor:
         """Generate with the KV cache (greedy by default) and return the new text (``full_text=True``: with the
@@ -348,7 +364,14 @@ class Model:
         if max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be at least 1, not {max_new_tokens}")
         prepared = prepare(
-            self.module, self.tokenizer, inputs, {}, self.cfg.n_ctx, padding_side="left", hf=self._hf
+            self.module,
+            self.tokenizer,
+            inputs,
+            {},
+            self.cfg.n_ctx,
+            padding_side="left",
+            hf=self._hf,
+            prepend_bos=self._bos(prepend_bos),
         )
         ids = prepared.tokens
         if ids is None:
@@ -385,12 +408,16 @@ class Model:
         return ids
 
     # ---- helpers ------------------------------------------------------------------------------
-    def to_tokens(self, text: str | Sequence[str]) -> torch.Tensor:
-        """Token ids ``[batch, pos]`` as ``run`` would see them."""
-        return prepare(self.module, self.tokenizer, text, {}, None).tokens  # type: ignore[return-value]
+    def _bos(self, prepend_bos: bool | None) -> bool:
+        return self.prepend_bos if prepend_bos is None else bool(prepend_bos)
 
-    def to_str_tokens(self, text: str) -> list[str]:
-        ids = self.to_tokens(text)[0]
+    def to_tokens(self, text: str | Sequence[str], prepend_bos: bool | None = None) -> torch.Tensor:
+        """Token ids ``[batch, pos]`` as ``run`` would see them."""
+        prepared = prepare(self.module, self.tokenizer, text, {}, None, prepend_bos=self._bos(prepend_bos))
+        return prepared.tokens  # type: ignore[return-value]
+
+    def to_str_tokens(self, text: str, prepend_bos: bool | None = None) -> list[str]:
+        ids = self.to_tokens(text, prepend_bos)[0]
         return [_readable(self.tokenizer, t) for t in self.tokenizer.convert_ids_to_tokens(ids.tolist())]
 
     def token_id(self, token: str) -> int:

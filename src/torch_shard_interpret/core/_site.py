@@ -18,7 +18,8 @@ from torch import nn
 
 from ._errors import SiteNotFoundError
 
-Kind = Literal["output", "input"]
+# "scores": the first softmax input inside the module's forward (pre-softmax attention scores).
+Kind = Literal["output", "input", "scores"]
 
 # Dimension names in the TransformerLens vocabulary; a layout is a tuple of them.
 RESID = ("batch", "pos", "d_model")
@@ -47,19 +48,28 @@ class Site:
     writable: bool = True
     requires: str | None = None  # a condition the model must meet, e.g. "eager" attention for patterns
     extra: dict[str, Any] = field(default_factory=dict)
+    # A view (``_views.py``) shows a function of the raw tensor: a slice of a fused projection, a norm scale.
+    view: Any = None
+    read_only_reason: str | None = None  # why the site cannot be changed, when writable is False
 
     # ---- reading and writing the hook payload -------------------------------------------------
     def get(self, payload: Any) -> torch.Tensor:
         """The site's tensor from an output (kind ``output``) or ``(args, kwargs)`` (kind ``input``)."""
         raw = self._get_raw(payload)
+        if self.view is not None:
+            return self.view.get(raw)
         if self.n_heads is not None:
             raw = raw.unflatten(-1, (self.n_heads, -1))
         return raw
 
     def put(self, payload: Any, value: torch.Tensor) -> Any:
         """Return the payload with the site's tensor replaced by ``value``."""
-        if self.n_heads is not None:
+        if self.view is not None:
+            value = self.view.put(self._get_raw(payload), value)
+        elif self.n_heads is not None:
             value = value.flatten(-2)
+        if self.kind == "scores":
+            return value
         if self.kind == "output":
             return _put_output(payload, self.index, value)
         args, kwargs = payload
@@ -71,6 +81,8 @@ class Site:
         return args, kwargs
 
     def _get_raw(self, payload: Any) -> torch.Tensor:
+        if self.kind == "scores":
+            return payload
         if self.kind == "output":
             return _get_output(payload, self.index, self.name)
         args, kwargs = payload
