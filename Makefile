@@ -10,7 +10,7 @@ EXTRAS ?= hf,web,store,dev
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv demo test lint format bench mutate clean
 
 venv: $(STAMP) $(CHROMIUM_STAMP)
 
@@ -51,6 +51,15 @@ test: venv
 
 bench: venv
 	$(BIN)/python benchmarks/run.py
+
+# Mutation testing, outside `make test`: the folders in pyproject's [tool.mutmut] (core/ for now). mutmut
+# copies the sources to mutants/ and reuses its results there. MUTANTS picks some, e.g.
+# make mutate MUTANTS='torch_shard_interpret.core._cache*'
+MUTANTS ?=
+mutate: venv
+	$(BIN)/python -m pip install -q -e ".[mutate]"
+	env -u PYTHONPATH OMP_NUM_THREADS=1 $(BIN)/mutmut run $(MUTANTS)
+	env -u PYTHONPATH $(BIN)/mutmut results
 
 clean:
 	rm -rf build dist reports .pytest_cache .ruff_cache src/*.egg-info

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch_shard_interpret.core as core
 
 CORE = Path(core.__file__).parent
-ALLOWED_THIRD_PARTY = {"torch"}
+ALLOWED_THIRD_PARTY = {"torch", "mutmut"}  # mutmut: its trampolines, under `make mutate` only
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
