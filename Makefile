@@ -47,6 +47,7 @@ format: venv
 # pytest exits 5 when no test ran; make treats that as a failure, as it should.
 test: venv
 	$(BIN)/ruff check src tests
+	$(BIN)/pyright --pythonpath $(BIN)/python
 	$(BIN)/python -m pytest
 
 bench: venv

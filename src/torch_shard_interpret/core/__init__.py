@@ -1,3 +1,4 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """The core engine: sites, hooks, caches and interventions. Depends on torch only.
 
 Nothing here imports ``adapters/`` or any technique; ``tsi.wrap`` (which picks an adapter) lives one

@@ -1,3 +1,4 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """The site description: where the canonical sites of one architecture live (the ``Adapter`` record).
 
 An adapter holds no weights and no forward logic. It is a declarative record read by

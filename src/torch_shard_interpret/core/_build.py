@@ -1,8 +1,10 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """Build ``Site`` objects for a concrete module from its ``Adapter`` record."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 from torch import nn
 
@@ -63,7 +65,7 @@ def build_sites(
         emb = find_module(root, path) if path else None
         if emb is not None:
             add(name, emb[0], emb[1], "output")
-    for i, block in enumerate(blocks):
+    for i, block in enumerate(cast("Iterable[nn.Module]", blocks)):
         pre = f"{blocks_path}.{i}"
         b = f"blocks.{i}"
 
@@ -145,9 +147,9 @@ def block_modules(adapter: Adapter, root: nn.Module, i: int) -> dict[str, nn.Mod
     found = find_module(root, adapter.blocks)
     if found is None:
         raise AdapterError(f"adapter {adapter.name!r} expects the block list at {adapter.blocks!r}")
-    block = found[1][i]
+    block = list(cast("Iterable[nn.Module]", found[1]))[i]
 
-    def get(path):
+    def get(path: str | None) -> nn.Module | None:
         return None if path is None else block.get_submodule(path)
 
     return {

@@ -1,8 +1,10 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """ActivationCache: the activations one run recorded, by site name."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 
@@ -44,7 +46,7 @@ class ActivationCache(Mapping[str, torch.Tensor]):
             raise SiteNotFoundError(pattern, self._data.keys(), hint="no cached site matches it")
         return torch.stack([self[n] for n in names])
 
-    def to(self, *args, **kwargs) -> ActivationCache:
+    def to(self, *args: Any, **kwargs: Any) -> ActivationCache:
         return ActivationCache({k: v.to(*args, **kwargs) for k, v in self._data.items()})
 
     def detach(self) -> ActivationCache:

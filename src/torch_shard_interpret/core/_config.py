@@ -1,3 +1,4 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """ModelConfig: the sizes of a model in the TransformerLens vocabulary (None where unknown)."""
 
 from __future__ import annotations

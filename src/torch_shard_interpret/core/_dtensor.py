@@ -1,3 +1,4 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """Tensor-parallel activations: show intervention code the full tensor, hand the model back its own layout.
 
 A module run under tensor parallelism sees activations in one of two forms:
@@ -16,7 +17,7 @@ keeps the autograd graph when the value requires grad.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -41,7 +42,7 @@ def _to_layout(new: torch.Tensor, mesh: Any, placements: Any) -> torch.Tensor:
     return whole.redistribute(mesh, kept)
 
 
-def unshard(value: torch.Tensor) -> tuple[torch.Tensor, Restore]:
+def unshard(value: Any) -> tuple[torch.Tensor, Restore]:
     """``(full_tensor, restore)`` where ``restore(new_full)`` gives a DTensor laid out like ``value``."""
     mesh, placements = value.device_mesh, value.placements
     full = value.full_tensor()
@@ -55,7 +56,7 @@ def unshard(value: torch.Tensor) -> tuple[torch.Tensor, Restore]:
 def _feature_shard(module: Any, kind: str, width: int) -> tuple[Any, int] | None:
     """``(mesh, full_width)`` when a plain value of last dimension ``width`` at a linear layer's input (row-wise:
     weight ``Shard(1)``) or output (column-wise: weight ``Shard(0)``) is this rank's slice of its features."""
-    weight = getattr(module, "weight", None)
+    weight: Any = getattr(module, "weight", None)
     features = getattr(module, "in_features" if kind == "input" else "out_features", None)
     if (
         not isinstance(features, int)
@@ -94,7 +95,7 @@ def unshard_local(site: Any, value: torch.Tensor) -> tuple[torch.Tensor, Restore
 
     mesh, width = found
     placements = [Shard(flat.ndim - 1)]
-    shape = (*flat.shape[:-1], width)
+    shape = torch.Size((*flat.shape[:-1], width))
     stride = torch.empty(shape, device="meta").stride()
     full = DTensor.from_local(
         flat, mesh, placements, run_check=False, shape=shape, stride=stride
@@ -105,7 +106,7 @@ def unshard_local(site: Any, value: torch.Tensor) -> tuple[torch.Tensor, Restore
     def restore(new: torch.Tensor) -> torch.Tensor:
         if heads is not None:
             new = new.flatten(-2)
-        local = _to_layout(new, mesh, placements).to_local()
+        local: torch.Tensor = cast(Any, _to_layout(new, mesh, placements)).to_local()
         # Site.put flattens the last two dimensions of a head site again.
         return local.unflatten(-1, (1, -1)) if heads is not None else local
 

@@ -1,3 +1,4 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """The exception hierarchy. Every message is one sentence that names what was wrong and what would be right."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """Scopes: the hooks of one run or one ``intervene`` context, with guaranteed removal.
 
 Hooks are plain PyTorch module hooks on the user's own modules. Each scope registers its hooks on
@@ -10,8 +11,9 @@ other's interventions.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
+from types import TracebackType
 from typing import Any
 
 import torch
@@ -29,7 +31,7 @@ _IN_INTERVENTION: ContextVar[str | None] = ContextVar("tsi_in_intervention", def
 _IDS = itertools.count(1)
 # Set while Model.generate runs (positions past the current sequence are still to come, not errors): the
 # absolute positions each (intervention, site) chose so far in this generation, by negative selectors.
-_GENERATING: ContextVar[dict[tuple[int, str], set[int]] | None] = ContextVar("tsi_generating", default=None)
+GENERATING: ContextVar[dict[tuple[int, str], set[int]] | None] = ContextVar("tsi_generating", default=None)
 
 
 class StopForward(Exception):  # noqa: N818 - control flow, not an error
@@ -94,7 +96,9 @@ class Scope:
         self._token = _ACTIVE.set(_ACTIVE.get() | {self.id})
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._remove()
         if self._token is not None:
             _ACTIVE.reset(self._token)
@@ -136,7 +140,7 @@ class Scope:
         active = _ACTIVE.get
         if site.kind == "output":
 
-            def hook(module, args, output):
+            def hook(module: nn.Module, args: Any, output: Any) -> Any:
                 if my_id not in active():
                     return None
                 return body(output)
@@ -146,7 +150,7 @@ class Scope:
             self._add_scores(site, body)
         else:
 
-            def pre_hook(module, args, kwargs):
+            def pre_hook(module: nn.Module, args: Any, kwargs: Any) -> Any:
                 if my_id not in active():
                     return None
                 return body((args, kwargs))
@@ -221,7 +225,12 @@ class Scope:
         return body
 
     def _process(
-        self, site: Site, ivs, record: bool, value: torch.Tensor, count: bool = True
+        self,
+        site: Site,
+        ivs: Sequence[Intervention],
+        record: bool,
+        value: torch.Tensor,
+        count: bool = True,
     ) -> tuple[torch.Tensor, bool]:
         """Apply ``ivs`` to ``value`` and record it; returns the value the model continues with."""
         name = site.name
@@ -230,7 +239,7 @@ class Scope:
             self.fired[name] = n + 1
         changed = False
         if ivs:
-            generation = _GENERATING.get()
+            generation = GENERATING.get()
             if generation is None and self.generating:
                 generation = {}
             ctx = HookContext(site, self.offset, generation is not None, n, generation)

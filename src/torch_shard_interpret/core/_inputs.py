@@ -1,3 +1,4 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """Turn what a user passes to ``run``/``generate`` into the call of the wrapped module."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ._errors import InputError
 
 @dataclass
 class Prepared:
-    args: tuple
+    args: tuple[Any, ...]
     kwargs: dict[str, Any]
     tokens: torch.Tensor | None  # [batch, pos] token ids when the input was text or ids
     attention_mask: torch.Tensor | None
@@ -27,7 +28,7 @@ def is_hf(module: nn.Module) -> bool:
 def input_device(module: nn.Module) -> torch.device:
     """Where a Hugging Face model wants its inputs: the device of its input embedding."""
     try:
-        weight = module.get_input_embeddings().weight
+        weight = getattr(module, "get_input_embeddings")().weight  # noqa: B009 - an HF method, Any to pyright
         if weight.device.type != "meta":
             return weight.device
     except (AttributeError, NotImplementedError):
@@ -45,7 +46,7 @@ def tokenize(
         raise InputError(
             "text input needs a tokenizer; pass tokenizer= to tsi.wrap, or give token ids as a tensor"
         )
-    texts = [text] if isinstance(text, str) else list(text)
+    texts: list[Any] = [text] if isinstance(text, str) else list(text)
     if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
         raise InputError("the prompt is empty; give at least one non-blank string")
     if prepend_bos:
@@ -95,7 +96,7 @@ def prepare(
     if not hf and torch.is_tensor(inputs) and not model_kwargs:  # the fast path of a plain module
         return Prepared((inputs,), {}, None, None)
     kwargs = dict(model_kwargs)
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
     if isinstance(inputs, str) or (
         isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, str) for t in inputs)
     ):
@@ -141,7 +142,7 @@ def check_vocab(module: nn.Module, ids: torch.Tensor) -> None:
     if ids.dtype.is_floating_point or ids.dtype == torch.bool:
         raise InputError(f"input_ids must be integer token ids, not a {ids.dtype} tensor")
     try:
-        size = module.get_input_embeddings().num_embeddings  # type: ignore[operator, union-attr]
+        size = getattr(module, "get_input_embeddings")().num_embeddings  # noqa: B009
     except (AttributeError, NotImplementedError):
         return
     if not isinstance(size, int) or ids.numel() == 0:

@@ -1,3 +1,4 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """Interventions: what to do to an activation at a site.
 
 Each intervention is a small object with optional ``positions=``, ``heads=`` and ``batch=``
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 
 Positions = int | Sequence[int] | slice | torch.Tensor | None
 Indices = int | Sequence[int] | torch.Tensor | None
+# Where an edit applies: (an index tuple into the site's value, the absolute positions selected or None),
+# or None for the whole value.
+Where = tuple[tuple[torch.Tensor, ...], list[int] | None] | None
 
 
 @dataclass
@@ -121,7 +125,9 @@ class Intervention:
             _check_value(getattr(self, attr, None), type(self).__name__, site)
 
     # -- selectors -------------------------------------------------------------------------------
-    def _select(self, value: torch.Tensor, ctx: HookContext):
+    def _select(
+        self, value: torch.Tensor, ctx: HookContext
+    ) -> tuple[tuple[torch.Tensor, ...], list[int] | None] | tuple[None, None] | Literal[False]:
         """Return ``(local_index, abs_positions)``; ``local_index`` None means the whole tensor, and
         ``abs_positions`` None means all positions of this forward. Returns ``False`` when the
         selected positions are not in this forward (generation will reach them later)."""
@@ -172,9 +178,9 @@ class Intervention:
         items = (
             [int(pos)]
             if isinstance(pos, int)
-            else [int(p) for p in (pos.tolist() if torch.is_tensor(pos) else pos)]
+            else [int(p) for p in (pos.tolist() if isinstance(pos, torch.Tensor) else pos or [])]
         )
-        out = []
+        out: list[int] = []
         for p in items:
             q = p + total if p < 0 else p
             if q < 0 or (q >= total and not ctx.generating):
@@ -207,7 +213,9 @@ class Intervention:
         out[index] = new
         return out
 
-    def edit(self, region: torch.Tensor, ctx: HookContext, full: torch.Tensor, where) -> torch.Tensor | None:
+    def edit(
+        self, region: torch.Tensor, ctx: HookContext, full: torch.Tensor, where: Where
+    ) -> torch.Tensor | None:
         raise NotImplementedError
 
     def _fit(self, new: torch.Tensor, like: torch.Tensor, ctx: HookContext) -> torch.Tensor:
@@ -263,7 +271,7 @@ def _source_tensor(source: Any, ctx: HookContext, what: str) -> torch.Tensor:
 
 
 def _aligned_source(
-    src: torch.Tensor, full: torch.Tensor, ctx: HookContext, where, what: str
+    src: torch.Tensor, full: torch.Tensor, ctx: HookContext, where: Where, what: str
 ) -> torch.Tensor:
     """Index ``src`` (the source activation, full sequence) like the region of ``full`` being edited."""
     site = ctx.site
@@ -309,11 +317,13 @@ def _aligned_source(
 class Set(Intervention):
     """Replace the selected activations by ``value`` (broadcast; a full-site tensor is indexed like the site)."""
 
-    def __init__(self, value: torch.Tensor, **selectors):
+    def __init__(self, value: torch.Tensor, **selectors: Any):
         super().__init__(**selectors)
         self.value = torch.as_tensor(value)
 
-    def edit(self, region, ctx, full, where):
+    def edit(
+        self, region: torch.Tensor, ctx: HookContext, full: torch.Tensor, where: Where
+    ) -> torch.Tensor | None:
         if where is not None and self.value.shape == full.shape:
             return self.value.to(full.device)[where[0]]
         return self.value
@@ -325,11 +335,13 @@ class Patch(Intervention):
 
     needs_offset = True
 
-    def __init__(self, source: Any, **selectors):
+    def __init__(self, source: Any, **selectors: Any):
         super().__init__(**selectors)
         self.source = source
 
-    def edit(self, region, ctx, full, where):
+    def edit(
+        self, region: torch.Tensor, ctx: HookContext, full: torch.Tensor, where: Where
+    ) -> torch.Tensor | None:
         src = _source_tensor(self.source, ctx, "Patch")
         return _aligned_source(src, full, ctx, where, "Patch")
 
@@ -337,13 +349,15 @@ class Patch(Intervention):
 class Add(Intervention):
     """Add ``scale * vector`` (a steering vector of size d_model, or anything that broadcasts)."""
 
-    def __init__(self, vector: torch.Tensor, scale: float = 1.0, **selectors):
+    def __init__(self, vector: torch.Tensor, scale: float = 1.0, **selectors: Any):
         super().__init__(**selectors)
         self.vector = torch.as_tensor(vector)
         self.scale = float(scale)
-        self._moved: dict = {}
+        self._moved: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
-    def edit(self, region, ctx, full, where):
+    def edit(
+        self, region: torch.Tensor, ctx: HookContext, full: torch.Tensor, where: Where
+    ) -> torch.Tensor | None:
         key = (region.device, region.dtype)
         vec = self._moved.get(key)
         if vec is None:
@@ -359,18 +373,20 @@ class Add(Intervention):
 class Scale(Intervention):
     """Multiply the selected activations by ``k``."""
 
-    def __init__(self, k: float, **selectors):
+    def __init__(self, k: float, **selectors: Any):
         super().__init__(**selectors)
         self.k = k
 
-    def edit(self, region, ctx, full, where):
+    def edit(
+        self, region: torch.Tensor, ctx: HookContext, full: torch.Tensor, where: Where
+    ) -> torch.Tensor | None:
         return region * self.k
 
 
 class ProjectOut(Intervention):
     """Remove the component along ``direction`` (normalised here): ``x - (x . d) d``."""
 
-    def __init__(self, direction: torch.Tensor, **selectors):
+    def __init__(self, direction: torch.Tensor, **selectors: Any):
         super().__init__(**selectors)
         direction = torch.as_tensor(direction, dtype=torch.float32)
         norm = direction.norm()
@@ -378,7 +394,9 @@ class ProjectOut(Intervention):
             raise InterventionError("ProjectOut needs a non-zero direction")
         self.direction = direction / norm
 
-    def edit(self, region, ctx, full, where):
+    def edit(
+        self, region: torch.Tensor, ctx: HookContext, full: torch.Tensor, where: Where
+    ) -> torch.Tensor | None:
         if self.direction.shape[-1] != region.shape[-1]:
             raise ShapeMismatchError(
                 f"ProjectOut at {ctx.name}: the direction has size {self.direction.shape[-1]} but the site's last "
@@ -394,7 +412,7 @@ class Ablate(Intervention):
 
     MODES = ("zero", "mean", "resample")
 
-    def __init__(self, mode: str = "zero", source: Any = None, seed: int | None = 0, **selectors):
+    def __init__(self, mode: str = "zero", source: Any = None, seed: int | None = 0, **selectors: Any):
         super().__init__(**selectors)
         if mode not in self.MODES:
             raise InterventionError(
@@ -406,7 +424,9 @@ class Ablate(Intervention):
         if mode == "resample" and source is not None:
             self.needs_offset = True
 
-    def edit(self, region, ctx, full, where):
+    def edit(
+        self, region: torch.Tensor, ctx: HookContext, full: torch.Tensor, where: Where
+    ) -> torch.Tensor | None:
         if self.mode == "zero":
             return torch.zeros_like(region)
         src = full if self.source is None else _source_tensor(self.source, ctx, "Ablate")
@@ -443,13 +463,15 @@ class Fn(Intervention):
     """Call ``fn(value, ctx)``; it returns the new value, or None after changing ``value`` in place. With
     selectors, ``value`` is the selected region."""
 
-    def __init__(self, fn: Callable[[torch.Tensor, HookContext], torch.Tensor | None], **selectors):
+    def __init__(self, fn: Callable[[torch.Tensor, HookContext], torch.Tensor | None], **selectors: Any):
         super().__init__(**selectors)
         if not callable(fn):
             raise InterventionError(f"Fn needs a callable (value, ctx) -> tensor, not {type(fn).__name__}")
         self.fn = fn
 
-    def edit(self, region, ctx, full, where):
+    def edit(
+        self, region: torch.Tensor, ctx: HookContext, full: torch.Tensor, where: Where
+    ) -> torch.Tensor | None:
         new = self.fn(region, ctx)
         if new is not None and not torch.is_tensor(new):
             raise InterventionError(
@@ -463,7 +485,7 @@ def as_intervention(obj: Any, site_name: str) -> Intervention:
     if isinstance(obj, Intervention):
         return obj
     if callable(obj):
-        return Fn(obj)
+        return Fn(cast("Callable[[torch.Tensor, HookContext], torch.Tensor | None]", obj))
     raise InterventionError(
         f"the intervention for {site_name!r} is a {type(obj).__name__}; use tsi.Set, Patch, Add, Ablate, Scale, "
         "ProjectOut or Fn (or a function (value, ctx) -> value)"

@@ -1,3 +1,4 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """Model: the user's own module plus site names, runs, caches and interventions.
 
 ``tsi.wrap(module)`` never changes ``module``: it only looks up sites and registers hooks for the
@@ -7,10 +8,10 @@ duration of a call (or of an ``intervene`` context), and removes them afterwards
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -28,14 +29,15 @@ from ._errors import (
     SiteNotFoundError,
     TsiError,
 )
-from ._hooks import _GENERATING, Scope, StopForward, refuse_reentry
+from ._hooks import GENERATING, Scope, StopForward, refuse_reentry
 from ._inputs import is_hf, output_logits, prepare
-from ._interventions import Intervention, as_intervention
+from ._interventions import HookContext, Intervention, as_intervention
 from ._site import Site, is_glob, match_glob, parse_raw
 from ._splice import Splice
 
 SiteSpec = str | Sequence[str] | None
-InterventionSpec = Mapping[str, Intervention | Sequence[Intervention] | Callable] | None
+InterventionFn = Callable[[torch.Tensor, HookContext], "torch.Tensor | None"]
+InterventionSpec = Mapping[str, Intervention | Sequence[Intervention] | InterventionFn] | None
 
 
 @dataclass
@@ -76,9 +78,9 @@ class Model:
     """A wrapped ``nn.Module``. Create one with ``tsi.wrap`` or ``tsi.load``."""
 
     def __init__(self, module: nn.Module, tokenizer: Any = None, adapter: Adapter | None = None):
-        if not isinstance(module, nn.Module):
+        if not isinstance(module, nn.Module):  # pyright: ignore[reportUnnecessaryIsInstance] - user input
             raise TsiError(f"tsi.wrap needs a torch.nn.Module, not a {type(module).__name__}")
-        if adapter is not None and not isinstance(adapter, Adapter):
+        if adapter is not None and not isinstance(adapter, Adapter):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise AdapterError(
                 f"adapter must be a tsi.adapters.Adapter or None, not {adapter!r}; "
                 "use tsi.wrap(module) to pick one automatically"
@@ -166,7 +168,12 @@ class Model:
 
     # ---- splices (e.g. sparse autoencoders) ---------------------------------------------------
     def add_splice(
-        self, site: str, name: str, encode: Callable, decode: Callable, latent_dim: str = "d_sae"
+        self,
+        site: str,
+        name: str,
+        encode: Callable[[torch.Tensor], torch.Tensor],
+        decode: Callable[[torch.Tensor], torch.Tensor],
+        latent_dim: str = "d_sae",
     ) -> list[str]:
         """Add the sites ``{site}.{name}.latents`` and ``{site}.{name}.error``: ``encode(x)`` and
         ``x - decode(encode(x))`` at ``site``. They can be cached, patched, ablated and steered like any site;
@@ -211,7 +218,7 @@ class Model:
         if not hasattr(self.module, "set_attn_implementation"):
             raise TsiError("set_attention works on Hugging Face models only")
         if self.attention != implementation:
-            self.module.set_attn_implementation(implementation)
+            getattr(self.module, "set_attn_implementation")(implementation)  # noqa: B009 - an HF method
             warnings.warn(
                 f"tsi: switched attention to {implementation!r}"
                 + (" (slower; exposes attention patterns)" if implementation == "eager" else ""),
@@ -223,7 +230,7 @@ class Model:
         out: dict[Site, list[Intervention]] = {}
         if not spec:
             return out
-        if not isinstance(spec, Mapping):
+        if not isinstance(spec, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance] - user input
             raise InterventionError("interventions must be a dict {site name: intervention}")
         for key, val in spec.items():
             items = list(val) if isinstance(val, (list, tuple)) else [val]
@@ -244,7 +251,7 @@ class Model:
         return out
 
     @contextmanager
-    def intervene(self, interventions: InterventionSpec) -> Iterator[Scope]:
+    def intervene(self, interventions: InterventionSpec) -> Generator[Scope, None, None]:
         """Apply ``interventions`` to every call of the model inside the block (run, generate, or the module itself).
 
         Contexts nest; each removes only its own hooks. A site the block never reached is reported on exit.
@@ -330,16 +337,18 @@ class Model:
             self._grads(result, store, grad, cache_device)
         return result
 
-    def _grads(self, result: RunResult, store: dict[str, torch.Tensor], fn: Callable, device: Any) -> None:
+    def _grads(
+        self, result: RunResult, store: dict[str, torch.Tensor], fn: Callable[[RunResult], Any], device: Any
+    ) -> None:
         with torch.enable_grad():
             scalar = fn(result)
         if not torch.is_tensor(scalar) or scalar.numel() != 1:
             raise InputError("grad= must return a scalar tensor (for example r.logits[0, -1, token_id])")
         names = list(store)
         grads = torch.autograd.grad(scalar, [store[n] for n in names], allow_unused=True)
-        for n, g in zip(names, grads, strict=True):
+        for n, g in zip(names, cast("tuple[torch.Tensor | None, ...]", grads), strict=True):
             value = store[n].detach()
-            g = torch.zeros_like(value) if g is None else g
+            g = torch.zeros_like(value) if g is None else g  # allow_unused: None where the scalar ignores it
             store[n] = value if device is None else value.to(device)
             result.grads[n] = g if device is None else g.to(device)
         if result.logits is not None:
@@ -378,12 +387,12 @@ class Model:
             raise InputError("generate needs text or token ids")
         ctx = self.intervene(interventions) if interventions else nullcontext()
         with ctx:
-            token = _GENERATING.set({})
+            token = GENERATING.set({})
             try:
                 if hasattr(self.module, "generate") and self._hf:
                     pad = getattr(self.tokenizer, "pad_token_id", None)
                     extra = {"pad_token_id": pad} if pad is not None else {}
-                    out = self.module.generate(
+                    out = getattr(self.module, "generate")(  # noqa: B009 - an HF method
                         **prepared.kwargs,
                         max_new_tokens=max_new_tokens,
                         do_sample=do_sample,
@@ -393,7 +402,7 @@ class Model:
                 else:
                     out = self._greedy(ids, max_new_tokens)
             finally:
-                _GENERATING.reset(token)
+                GENERATING.reset(token)
         new = out if full_text else out[:, ids.shape[1] :]
         if self.tokenizer is None:
             return new
@@ -404,6 +413,10 @@ class Model:
     def _greedy(self, ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         for _ in range(max_new_tokens):
             logits = output_logits(self.module(ids))
+            if logits is None:
+                raise InputError(
+                    "generate needs a module that returns logits (a tensor or an output with .logits)"
+                )
             ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
         return ids
 
@@ -467,7 +480,7 @@ def _make_config(module: nn.Module, adapter: Adapter | None) -> ModelConfig:
         if "n_layers" not in values:
             found = find_module(module, adapter.blocks)
             if found is not None:
-                values["n_layers"] = len(found[1])
+                values["n_layers"] = len(list(found[1].children()))
     if "d_head" not in values and values.get("d_model") and values.get("n_heads"):
         values["d_head"] = values["d_model"] // values["n_heads"]
     return ModelConfig(**values)

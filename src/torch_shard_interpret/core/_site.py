@@ -1,3 +1,4 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """Sites: named places in a model where an activation can be read or changed.
 
 A site is a module plus where its value lives: the module's output (or one element of an output
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -89,7 +90,7 @@ class Site:
         where = self._input_slot(args, kwargs)
         return args[where] if isinstance(where, int) else kwargs[where]
 
-    def _input_slot(self, args: tuple, kwargs: dict) -> int | str:
+    def _input_slot(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int | str:
         if isinstance(self.index, int):
             return self.index
         if isinstance(self.index, str) and self.index in kwargs:
@@ -132,7 +133,7 @@ def _get_output(output: Any, index: int | str | None, name: str) -> torch.Tensor
         values = [v for v in output.values() if torch.is_tensor(v)]
         return values[index or 0]
     if isinstance(output, (tuple, list)):
-        item = output[index or 0]
+        item = output[index if isinstance(index, int) else 0]
         if item is None:
             raise SiteNotFoundError(
                 name, hint="the module returned None there; attention patterns need eager attention"
@@ -144,7 +145,7 @@ def _get_output(output: Any, index: int | str | None, name: str) -> torch.Tensor
 def _put_output(output: Any, index: int | str | None, value: torch.Tensor) -> Any:
     if torch.is_tensor(output):
         return value
-    if isinstance(output, Mapping):
+    if isinstance(output, MutableMapping):
         key = (
             index
             if isinstance(index, str)
@@ -153,7 +154,7 @@ def _put_output(output: Any, index: int | str | None, value: torch.Tensor) -> An
         output[key] = value
         return output
     items = list(output)
-    items[index or 0] = value
+    items[index if isinstance(index, int) else 0] = value
     if isinstance(output, list):
         return items
     if hasattr(output, "_fields"):  # namedtuple
@@ -180,7 +181,7 @@ def is_glob(name: str) -> bool:
     return any(ch in name for ch in "*?[")
 
 
-def natural_key(name: str) -> list:
+def natural_key(name: str) -> list[int | str]:
     """Sort key that puts ``blocks.2`` before ``blocks.10``."""
     return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
 

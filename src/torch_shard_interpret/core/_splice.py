@@ -1,3 +1,4 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """Splices: sites derived from another site through an encoder/decoder pair (e.g. a sparse autoencoder).
 
 A splice at site ``S`` named ``sae`` adds two sites: ``S.sae.latents`` (``encode(x)``) and ``S.sae.error``

@@ -1,3 +1,4 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """Views: a site whose value is a function of what a module really sees (a slice, a regrouping, a statistic).
 
 ``get(raw)`` turns the module's tensor into the site's value; ``put(raw, value)`` gives the module's tensor
