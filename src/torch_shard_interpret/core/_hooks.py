@@ -69,13 +69,18 @@ class Scope:
         self.generating = generating
         self.offset = 0
         self.fired: dict[str, int] = {}
-        self._pending = {s.name for s in self.record}
+        self._pending = {s.name for s in self.record} if stop else set[str]()
         self._handles: list[Any] = []
         self._token = None
 
     # ---- life cycle ---------------------------------------------------------------------------
     def __enter__(self) -> Scope:
         try:
+            if not self.interventions and not self.grad and all(map(_plain_record, self.record)):
+                for site in self.record:  # the common case: record only, one light hook per site
+                    self._add_recorder(site)
+                self._token = _ACTIVE.set(_ACTIVE.get() | {self.id})
+                return self
             # Group requested sites by the place they are read at (splice sites read at their parent).
             points: dict[Site, list[tuple[Site, list[Intervention], bool]]] = {}
             recorded = set(self.record)
@@ -154,6 +159,39 @@ class Scope:
                 if my_id not in active():
                     return None
                 return body((args, kwargs))
+
+            self._handles.append(site.module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+
+    def _add_recorder(self, site: Site) -> None:
+        """A hook that only records ``site`` (no intervention, no gradient, no splice, no tensor parallelism)."""
+        my_id, active, cache, name = self.id, _ACTIVE.get, self.cache, site.name
+        device, pending, stop, get = self.cache_device, self._pending, self.stop, site.get
+        tensor = torch.Tensor
+        whole = site.index in (None, 0) and site.view is None and site.n_heads is None
+
+        def record(payload: Any) -> None:
+            value = payload if whole and type(payload) is tensor else get(payload)
+            if is_dtensor(value):
+                value = unshard(value)[0]
+            kept = value.detach()
+            cache[name] = kept if device is None else kept.to(device)
+            if stop:
+                pending.discard(name)
+                if not pending:
+                    raise StopForward
+
+        if site.kind == "output":
+
+            def hook(module: nn.Module, args: Any, output: Any) -> None:
+                if my_id in active():
+                    record(output)
+
+            self._handles.append(site.module.register_forward_hook(hook))
+        else:
+
+            def pre_hook(module: nn.Module, args: Any, kwargs: Any) -> None:
+                if my_id in active():
+                    record((args, kwargs))
 
             self._handles.append(site.module.register_forward_pre_hook(pre_hook, with_kwargs=True))
 
@@ -271,6 +309,12 @@ class Scope:
                 if not self._pending:
                     raise StopForward
         return value, changed
+
+
+def _plain_record(site: Site) -> bool:
+    """Whether recording ``site`` needs nothing but reading it: a module output or input that is not a splice
+    part and whose module is not a tensor-parallel linear layer (its features would be this rank's slice)."""
+    return site.kind != "scores" and not site.extra and not is_dtensor(getattr(site.module, "weight", None))
 
 
 _SOFTMAX = (torch.nn.functional.softmax, torch.softmax, torch.Tensor.softmax)

@@ -103,6 +103,7 @@ class Model:
         take ``prepend_bos=`` to override it for one call."""
         self._raw: list[str] | None = None
         self._globs: dict[str, list[Site]] = {}
+        self._resolved: dict[str, tuple[Site, ...]] = {}
 
     # ---- sites --------------------------------------------------------------------------------
     def sites(self, pattern: str | None = None) -> list[str]:
@@ -138,14 +139,23 @@ class Model:
         if spec is None:
             return []
         if isinstance(spec, str):
+            known = self._resolved.get(spec)
+            if known is not None:  # a name resolved before to sites that need nothing of the model
+                return list(known)
             if not is_glob(spec):
-                return [self._check(self.site(spec))]
+                site = self._check(self.site(spec))
+                if site.requires is None:
+                    self._resolved[spec] = (site,)
+                return [site]
             found = self._globs.get(spec)
             if found is None:
                 names = match_glob(spec, list(self._sites)) or match_glob(spec, self._raw_names())
                 if not names:
                     raise SiteNotFoundError(spec, self.sites(), hint="the glob matches no site")
                 found = self._globs[spec] = [self.site(n) for n in names]
+            if all(s.requires is None for s in found):
+                self._resolved[spec] = tuple(found)
+                return list(found)
             usable = [s for s in found if self._usable(s)]
             if not usable:  # e.g. only attention patterns without eager attention: say why
                 self._check(found[0])
@@ -199,6 +209,7 @@ class Model:
             )
             names.append(full)
         self._globs.clear()
+        self._resolved.clear()
         return names
 
     def remove_splice(self, site: str, name: str) -> None:
@@ -206,6 +217,7 @@ class Model:
         for part in ("latents", "error"):
             self._sites.pop(f"{site}.{name}.{part}", None)
         self._globs.clear()
+        self._resolved.clear()
 
     # ---- attention implementation -------------------------------------------------------------
     @property
