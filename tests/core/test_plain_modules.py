@@ -45,3 +45,23 @@ def test_cnn_channels_ablation_with_fn():
     assert run.cache["conv2:input"][:, 2].abs().sum() == 0
     assert not torch.equal(run.logits, cnn(x))
     assert torch.equal(model.run(x).logits, cnn(x))
+
+
+def test_plain_fast_path_equals_the_general_path():
+    """A plain module on one tensor takes a short path in run(); it must give what the general path gives."""
+    from torch_shard_interpret.testing import assert_no_hooks
+
+    model = tsi.wrap(TinyMLP(), adapter=None)
+    x = torch.randn(3, 16)
+    fast = model.run(x, cache=["fc1:output", "act:input"])
+    general = model.run(x, cache=["fc1:output", "act:input"], interventions={"fc2:output": tsi.Scale(1.0)})
+    assert torch.equal(fast.logits, model.module(x)) and not fast.logits.requires_grad
+    assert set(fast.cache) == set(general.cache) == {"fc1:output", "act:input"}
+    for name in fast.cache:
+        assert torch.equal(fast.cache[name], general.cache[name])
+    assert torch.equal(fast.cache["fc1:output"], fast.cache["act:input"])
+    with torch.inference_mode():
+        assert torch.equal(
+            model.run(x, cache="fc1:output", cache_device="cpu").cache["fc1:output"], fast.cache["fc1:output"]
+        )
+    assert_no_hooks(model.module)

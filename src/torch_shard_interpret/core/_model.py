@@ -299,6 +299,16 @@ class Model:
         ``model.prepend_bos``, off).
         """
         refuse_reentry("run")
+        if (
+            type(inputs) is torch.Tensor
+            and not self._hf
+            and not interventions
+            and grad is None
+            and return_logits
+            and not keep_graph
+            and not model_kwargs
+        ):
+            return self._run_plain(inputs, cache, cache_device)
         if grad is not None and torch.is_inference_mode_enabled():
             raise GradModeError(
                 "gradients cannot be computed under torch.inference_mode(); call run(..., grad=...) outside it"
@@ -348,6 +358,23 @@ class Model:
         if grad is not None:
             self._grads(result, store, grad, cache_device)
         return result
+
+    def _run_plain(
+        self, x: torch.Tensor, cache: SiteSpec, cache_device: torch.device | str | None
+    ) -> RunResult:
+        """``run`` of a plain (non-Hugging-Face) module on one tensor, autograd off, nothing but caching: the same
+        scope and hooks as the general path, with none of its input handling."""
+        store: dict[str, torch.Tensor] = {}
+        scope = Scope(None, self.resolve(cache), cache=store, cache_device=cache_device, root=self.module)
+        if torch.is_grad_enabled():
+            with torch.no_grad(), scope:
+                output = self.module(x)
+        else:
+            with scope:
+                output = self.module(x)
+        return RunResult(
+            output_logits(output), ActivationCache(store), None, None, output=output, tokenizer=self.tokenizer
+        )
 
     def _grads(
         self, result: RunResult, store: dict[str, torch.Tensor], fn: Callable[[RunResult], Any], device: Any
