@@ -49,10 +49,12 @@ def _interventions(model, kind, positions):
     if kind == "fn":
         return tsi.Fn(lambda v, ctx: -2.0 * v, positions=positions)
     source = model.run(torch.randint(20, 100, (1, P + STEPS), generator=gen), cache=SITE).cache
+    if kind == "resample":  # rows of another run's cache: must be read at the generated token's position
+        return tsi.Ablate("resample", source=source, positions=positions)
     return tsi.Patch(source, positions=positions)
 
 
-@pytest.mark.parametrize("kind", ["set", "add", "fn", "patch"])
+@pytest.mark.parametrize("kind", ["set", "add", "fn", "patch", "resample"])
 @pytest.mark.parametrize("positions", [[0], [P], [P + 1], -1], ids=["0", "P", "P+1", "last"])
 def test_generation_with_cache_equals_no_cache_loop(model, kind, positions):
     ivs = {SITE: _interventions(model, kind, positions)}

@@ -451,6 +451,8 @@ class Ablate(Intervention):
         else:
             rows = torch.randint(src.shape[bdim], (n,), generator=gen)
             picked = src.index_select(bdim, rows.to(src.device))
+            if where is not None:  # the selected region, read at its absolute positions in the source
+                return _aligned_source(picked, full, ctx, where, "Ablate")
             shuffled = _aligned_source(picked, full, ctx, None, "Ablate")
         return shuffled if where is None else shuffled[where[0]]
 
