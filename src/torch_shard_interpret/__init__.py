@@ -41,6 +41,7 @@ _SUBPACKAGES = (
     "testing",
     "distributed",
     "serve",
+    "report",
 )
 
 __all__ = [*_core_all, "wrap", "load", "__version__"]

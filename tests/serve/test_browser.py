@@ -11,16 +11,25 @@ from pathlib import Path
 
 import pytest
 
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright package is not installed (dev extra)"
-)
+# `make test` sets TSI_REQUIRE_BROWSER=1 wherever chromium is installed or installable: a missing
+# browser or playwright is then a failure, not a skip.
+REQUIRED = os.environ.get("TSI_REQUIRE_BROWSER") == "1"
 CHROMIUM = os.environ.get("TSI_CHROMIUM", "/usr/bin/chromium")
+
+
+def _missing(reason: str) -> None:
+    if REQUIRED:
+        pytest.fail(f"{reason}, and TSI_REQUIRE_BROWSER=1 says the browser tests must run", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+try:
+    import playwright.sync_api as playwright_api
+except ImportError:
+    _missing("the playwright package is not installed (dev extra)")
 expect = playwright_api.expect
 if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-    pytest.skip(
-        f"no chromium at {CHROMIUM} (apt-get install -y chromium, or set TSI_CHROMIUM)",
-        allow_module_level=True,
-    )
+    _missing(f"no chromium at {CHROMIUM} (apt-get install -y chromium, or set TSI_CHROMIUM)")
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]  # fmt: skip

@@ -38,11 +38,12 @@ def test_serve_starts_with_preloaded_model(monkeypatch, capsys, sae_dir):
     seen = {}
     monkeypatch.setitem(serve._PRELOADED, "tiny", tsi.wrap(tiny_hf_model(), tiny_tokenizer()))
     monkeypatch.setattr(
-        uvicorn, "run", lambda app, host, port, **kw: seen.update(app=app, host=host, port=port)
+        serve, "serve_until_interrupted", lambda app, config: seen.update(app=app, config=config)
     )
     assert main(["serve", "--model", "tiny", "--sae", str(sae_dir), "--port", "9999"]) == 0
-    assert seen["host"] == "127.0.0.1" and seen["port"] == 9999
-    assert "open http://127.0.0.1:9999/" in capsys.readouterr().err
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: None)
+    assert seen["config"].host == "127.0.0.1" and seen["config"].port == 9999
+    assert isinstance(seen["config"], uvicorn.Config)
+    assert list(seen["app"].state.tsi.saes) == [sae_dir.name]
+    assert "open http://127.0.0.1:9999/  (" in capsys.readouterr().err
     assert main(["serve", "--model", "tiny", "--host", "0.0.0.0", "--allow-remote"]) == 0
     assert "WARNING" in capsys.readouterr().err

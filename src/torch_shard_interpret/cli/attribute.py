@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write, writable_dir_problem
+from ._bounds import int_in
 from ._common import PRELOADED, load_model
 
 HELP = "attribute a prediction to components (dla) or to input tokens (saliency, ig)"
@@ -30,8 +31,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--baseline", metavar="TOKEN", help="dla/saliency: explain logit(target) - logit(this)"
     )
-    parser.add_argument("--steps", type=int, default=64, help="ig: integration steps (default 64)")
-    parser.add_argument("--top", type=int, default=10, help="rows shown (default 10)")
+    parser.add_argument(
+        "--steps", type=int_in(1, 4096), default=64, help="ig: integration steps (default 64; 1-4096)"
+    )
+    parser.add_argument("--top", type=int_in(1, 1000), default=10, help="rows shown (default 10; 1-1000)")
     parser.add_argument("--out", metavar="DIR", help="also write DIR/attribution.html (atomically)")
     parser.set_defaults(run=run)
 

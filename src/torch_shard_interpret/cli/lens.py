@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write, writable_dir_problem
+from ._bounds import int_in, read_text
 from ._common import PRELOADED, load_model
 
 HELP = "show the logit lens (or a tuned lens) of a prompt, or train a tuned lens"
@@ -32,13 +33,22 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--out", metavar="DIR", help="also write DIR/lens.html (atomically)")
     parser.add_argument(
-        "--layers", type=int, default=12, metavar="N", help="rows shown in the table (default 12)"
+        "--layers",
+        type=int_in(1, 1000),
+        default=12,
+        metavar="N",
+        help="rows shown in the table (default 12; 1-1000)",
     )
     parser.add_argument(
         "--train", metavar="TEXTFILE", help="train a tuned lens on TEXTFILE (one text per line)"
     )
     parser.add_argument("--save", metavar="PATH", help="where --train writes the tuned lens (a directory)")
-    parser.add_argument("--steps", type=int, default=250, help="training steps for --train (default 250)")
+    parser.add_argument(
+        "--steps",
+        type=int_in(1, 100_000),
+        default=250,
+        help="training steps for --train (default 250; 1-100000)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -74,11 +84,7 @@ def _train(args: argparse.Namespace) -> int:
     from ..core import InputError
 
     src = Path(args.train)
-    if not src.is_file():
-        raise InputError(
-            f"--train {str(src)!r} is not a file; give a text file with one training text per line"
-        )
-    texts = [line for line in src.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [line for line in read_text(src, "--train file").splitlines() if line.strip()]
     if not texts:
         raise InputError(f"--train {str(src)!r} has no text")
     _check_dir(Path(args.save))

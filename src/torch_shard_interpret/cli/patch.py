@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write, slug, writable_dir_problem
+from ._bounds import int_in
 from ._common import PRELOADED, load_model
 
 HELP = "patch clean activations into a corrupt prompt, site by site and position by position (HTML heatmap)"
@@ -56,10 +57,17 @@ def register(subparsers: Any) -> None:
         "--heads", action="store_true", help="one cell per attention head (needs attn.z sites)"
     )
     parser.add_argument(
-        "--batch-size", type=int, metavar="N", help="patched runs per forward (default: by memory)"
+        "--batch-size",
+        type=int_in(1, 4096),
+        metavar="N",
+        help="patched runs per forward (default: by memory; 1-4096)",
     )
     parser.add_argument(
-        "--top", type=int, default=10, metavar="N", help="cells in the terminal table (default 10)"
+        "--top",
+        type=int_in(1, 1000),
+        default=10,
+        metavar="N",
+        help="cells in the terminal table (default 10; 1-1000)",
     )
     parser.add_argument(
         "--out", metavar="DIR", help="output directory (default reports/patch-<slug-of-clean>)"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
+
+from ._bounds import float_in, int_in, read_text
 
 HELP = "fit linear probes on labelled texts (JSONL with 'text' and 'label') and print accuracy vs control per site"
 DEFAULT_MODEL = "smollm2-135m"
@@ -26,9 +29,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--task", choices=("auto", "classification", "regression"), default="auto")
     parser.add_argument(
-        "--val-fraction", type=float, default=0.25, metavar="F", help="validation share (0.25)"
+        "--val-fraction",
+        type=float_in(0.0, 0.9, open_lo=True),
+        default=0.25,
+        metavar="F",
+        help="validation share (0.25)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     parser.add_argument("--html", metavar="PATH", help="also write the summary table as HTML (atomically)")
     parser.set_defaults(run=run)
 
@@ -59,28 +66,34 @@ def run(args: argparse.Namespace) -> int:
 def read_jsonl(path: str) -> tuple[list[str], list[Any]]:
     from ..core import InputError
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(
-            f'no data file at {path!r}; give a JSONL file with one {{"text", "label"}} object per line'
-        )
     texts, labels = [], []
-    with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"{path} line {n} is not valid JSON ({exc.msg}); write one object per line"
-                ) from None
-            if not isinstance(row, dict) or "text" not in row or "label" not in row:
-                raise InputError(
-                    f'{path} line {n} needs "text" and "label" keys, e.g. {{"text": "...", "label": 1}}'
-                )
-            texts.append(row["text"])
-            labels.append(row["label"])
+    for n, line in enumerate(read_text(path, "data file").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"{path} line {n} is not valid JSON ({exc.msg}); write one object per line"
+            ) from None
+        if not isinstance(row, dict) or "text" not in row or "label" not in row:
+            raise InputError(
+                f'{path} line {n} needs "text" and "label" keys, e.g. {{"text": "...", "label": 1}}'
+            )
+        label = row["label"]
+        if (
+            isinstance(label, bool)
+            or not isinstance(label, (int, float, str))
+            or (isinstance(label, float) and not math.isfinite(label))
+        ):
+            raise InputError(
+                f"{path} line {n}: label {json.dumps(label)} is not a class or a value; "
+                "give a string, an integer or a finite number"
+            )
+        if not isinstance(row["text"], str) or not row["text"].strip():
+            raise InputError(f'{path} line {n}: "text" must be a non-empty string')
+        texts.append(row["text"])
+        labels.append(label)
     if not texts:
         raise InputError(f"{path} holds no examples; give one JSON object per line")
     return texts, labels

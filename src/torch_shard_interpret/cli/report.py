@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ._bounds import int_in
 from ._common import PRELOADED, load_model
 
 HELP = "analyse one prompt and write a self-contained HTML report (lens, DLA, attention, saliency)"
@@ -40,7 +41,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--top-heads",
-        type=int,
+        type=int_in(0, 64),
         default=6,
         metavar="N",
         help="attention patterns of the N heads with the largest |DLA|",

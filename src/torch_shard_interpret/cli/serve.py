@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 from typing import Any
 
@@ -47,7 +48,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     parser.add_argument(
         "--allow-remote", action="store_true",
-        help="allow binding an address other than localhost (anyone who can reach it can run the model)",
+        help="allow binding an address other than localhost; a random token printed at start-up is then required",
+    )  # fmt: skip
+    parser.add_argument(
+        "--allowed-host", action="append", default=[], metavar="NAME",
+        help="a Host name the server answers to besides 127.0.0.1/localhost (repeatable; exact match)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-cost", type=int, default=None, metavar="N",
+        help="the largest cost of one request, sites x positions x tokens (default 1000000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-jobs", type=int, default=16, metavar="N",
+        help="background jobs queued or running at once; more get 429 (default 16, 1-1000)",
     )  # fmt: skip
     parser.add_argument(
         "--no-attention", action="store_true",
@@ -65,10 +78,18 @@ def run(args: argparse.Namespace) -> int:
         )
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, not {args.port}")
+    if not 1 <= args.max_jobs <= 1000:
+        raise UsageError(f"--max-jobs must be between 1 and 1000, not {args.max_jobs}")
+    if args.max_cost is not None and not 1 <= args.max_cost <= 10**12:
+        raise UsageError(f"--max-cost must be between 1 and 1000000000000, not {args.max_cost}")
+    for name in args.allowed_host:
+        if not name or any(c in name for c in "/ @?#"):
+            raise UsageError(f"--allowed-host takes a bare host name such as 'box.example.org', not {name!r}")
     try:
         import uvicorn
 
         from ..serve import create_app
+        from ..serve._compute import MAX_COST
     except ImportError as exc:
         raise UsageError(
             f"tsi serve needs the web extra ({exc.name} is missing): pip install 'torch-shard-interpret[web]'"
@@ -77,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
     err = sys.stderr
     print(f"tsi serve: loading model {args.model}...", file=err, flush=True)
     model = load_model(args.model)
+    allowed = [*LOCAL_HOSTS, *args.allowed_host]
+    if args.host not in ("0.0.0.0", "::"):
+        allowed.append(args.host)
+    token = secrets.token_urlsafe(24) if args.allow_remote else None
     app = create_app(
         model,
         stores=args.store,
@@ -84,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
         vectors=args.vectors,
         model_name=args.model,
         attention=not args.no_attention,
-        allowed_hosts=None if args.allow_remote else [*LOCAL_HOSTS, "[::1]"],
+        allowed_hosts=allowed,
+        max_cost=MAX_COST if args.max_cost is None else args.max_cost,
+        max_jobs=args.max_jobs,
+        token=token,
     )
     note = app.state.tsi.attention_note
     if note:
@@ -92,10 +120,30 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in LOCAL_HOSTS:
         print(
             f"tsi serve: WARNING: listening on {args.host}: anyone who can reach this port can run the model "
-            "and read the SAEs and vectors it was started with. There is no authentication.",
+            "with the token below. It answers only to the Host names "
+            f"{', '.join(sorted(set(allowed)))} (add more with --allowed-host).",
             file=err,
         )
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"tsi serve: open http://{host}:{args.port}/  (Ctrl+C to stop)", file=err, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    query = f"?token={token}" if token else ""
+    print(f"tsi serve: open http://{host}:{args.port}/{query}  (Ctrl+C to stop)", file=err, flush=True)
+    serve_until_interrupted(app, uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
     return 0
+
+
+def serve_until_interrupted(app: Any, config: Any) -> None:
+    """Run uvicorn; on Ctrl-C (or SIGTERM) stop every request's work at its next forward, then exit."""
+    import uvicorn
+
+    jobs = app.state.jobs
+    config.timeout_graceful_shutdown = 3
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            jobs.stopping.set()  # running forwards raise at their next call; queued jobs never start
+            super().handle_exit(sig, frame)
+
+    try:
+        Server(config).run()
+    except KeyboardInterrupt:  # uvicorn re-raises the signal it handled, after its shutdown
+        pass

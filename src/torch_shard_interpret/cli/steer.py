@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from ._bounds import float_in, int_in
 from ._common import PRELOADED, load_model
 
 HELP = "build a steering vector from positive/negative texts and compare generations with and without it"
@@ -47,12 +48,21 @@ def register(subparsers: Any) -> None:
         default="mean",
         help="token read in each text: an integer (-1: last) or 'mean' (default)",
     )
-    parser.add_argument("--scale", type=float, default=4.0, help="multiple of the vector to add (default 4)")
+    parser.add_argument(
+        "--scale",
+        type=float_in(-1000, 1000),
+        default=4.0,
+        help="multiple of the vector to add (default 4; -1000 to 1000)",
+    )
     parser.add_argument(
         "--prompt", action="append", default=[], metavar="TEXT", help="prompt to continue (repeat)"
     )
     parser.add_argument(
-        "--max-new-tokens", type=int, default=30, metavar="N", help="tokens to generate (default 30)"
+        "--max-new-tokens",
+        type=int_in(1, 2048),
+        default=30,
+        metavar="N",
+        help="tokens to generate (default 30; 1-2048)",
     )
     parser.add_argument(
         "--save", metavar="PATH", help="also save the vector (.safetensors, written atomically)"

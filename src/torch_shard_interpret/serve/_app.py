@@ -1,9 +1,10 @@
 """The starlette application: routes, the JSON error contract and the request guards.
 
-Guards: request bodies over ``max_body`` bytes get 413 (checked on the declared length and while reading);
-POST bodies must be ``application/json`` (415 otherwise, which also stops cross-site form posts); static
-files come from an allowlist read at start-up (the path never reaches the file system); with
-``allowed_hosts`` the Host header is checked (DNS-rebinding protection for a server on 127.0.0.1).
+Guards (``_guard.py``): exact Host allowlist, optional token, same-origin ``/api``, body size. Here: POST
+bodies must be ``application/json`` (415 otherwise, which also stops cross-site form posts) nested at most
+``MAX_JSON_DEPTH`` deep; static files come from an allowlist read at start-up (the path never reaches the
+file system); the job queue is bounded (429 + Retry-After); every request's work runs under a hook that
+stops it at its next forward when it is cancelled or the server stops.
 """
 
 from __future__ import annotations
@@ -23,16 +24,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import _compute as C
-from ._jobs import Jobs
+from ._cancel import Cancelled, cancellable
+from ._guard import BodyTooLarge, Guard, _err
+from ._jobs import Jobs, QueueFull
 from ._sae import ServedSAE, load_sae
 from ._specs import RequestError
 
 MAX_BODY = 1_000_000
+MAX_JSON_DEPTH = 32
 STATIC_DIR = Path(__file__).parent / "static"
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 def error_response(exc: BaseException) -> tuple[int, str]:
@@ -42,15 +42,13 @@ def error_response(exc: BaseException) -> tuple[int, str]:
     msg = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, RequestError):
         return exc.status, msg
+    if isinstance(exc, Cancelled):
+        return 503, msg
     if isinstance(exc, SiteNotFoundError):
         return 400, msg
     if isinstance(exc, (TsiError, ValueError, IndexError, KeyError)):
         return 400, msg
     return 500, f"internal error ({type(exc).__name__}: {msg[:200]})"
-
-
-def _err(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status}, status_code=status)
 
 
 def _load_static(root: Path) -> dict[str, tuple[bytes, str]]:
@@ -65,60 +63,6 @@ def _load_static(root: Path) -> dict[str, tuple[bytes, str]]:
     return files
 
 
-class _Guard:
-    """ASGI middleware: body size limit (413) and, optionally, the Host header allowlist."""
-
-    def __init__(self, app: Any, max_body: int, allowed_hosts: Iterable[str] | None):
-        self.app = app
-        self.max_body = max_body
-        self.allowed = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        if self.allowed is not None:
-            host = headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
-            if host not in self.allowed:
-                return await _err(400, f"host {host!r} is not served here")(scope, receive, send)
-        length = headers.get("content-length")
-        if length is not None:
-            try:
-                too_big = int(length) > self.max_body
-            except ValueError:
-                return await _err(400, "invalid Content-Length header")(scope, receive, send)
-            if too_big:
-                return await _err(413, f"request body is {length} bytes; the limit is {self.max_body}")(
-                    scope, receive, send
-                )
-        seen = 0
-
-        async def limited() -> dict:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise BodyTooLarge
-            return message
-
-        started = False
-
-        async def tracking_send(message: dict) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await _err(413, f"request body is over the limit of {self.max_body} bytes")(
-                    scope, receive, send
-                )
-
-
 def create_app(
     model: Any,
     *,
@@ -131,6 +75,9 @@ def create_app(
     max_body: int = MAX_BODY,
     allowed_hosts: Iterable[str] | None = None,
     job_workers: int = 2,
+    max_jobs: int = 16,
+    max_cost: int = C.MAX_COST,
+    token: str | None = None,
 ) -> Starlette:
     """The ``tsi serve`` web app around an already loaded ``tsi.Model``.
 
@@ -143,9 +90,13 @@ def create_app(
             once, before any request runs (switching per request would race with other requests).
         corpus: texts for the SAE statistics when no store is given (default: a small built-in list).
         max_body: the largest request body accepted, in bytes (413 beyond it).
-        allowed_hosts: Host header values accepted (None: any; the CLI passes 127.0.0.1 and localhost).
+        allowed_hosts: Host header values accepted, matched exactly (None: any; the CLI passes the
+            local names plus each ``--allowed-host``).
+        max_jobs: background jobs queued or running at once (429 with Retry-After beyond it).
+        max_cost: the largest cost of one request, sites x positions x tokens (400 beyond it).
+        token: when given, every request must carry it (``?token=`` once, then a cookie or ``X-TSI-Token``).
     """
-    state = C.State(model=model, model_name=model_name)
+    state = C.State(model=model, model_name=model_name, max_cost=max_cost)
     state.vectors.update(_vectors(vectors))
     state.saes.update(_saes(saes))
     state.stores.update(_stores(stores))
@@ -156,7 +107,7 @@ def create_app(
     if attention:
         state.attention, state.attention_note = _enable_attention(model)
     static = _load_static(STATIC_DIR)
-    jobs = Jobs(job_workers)
+    jobs = Jobs(job_workers, max_pending=max_jobs)
 
     async def body_of(request: Request) -> Mapping[str, Any]:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -166,11 +117,20 @@ def create_app(
                 415,
             )
         raw = await request.body()
+        if _json_depth(raw) > MAX_JSON_DEPTH:
+            raise RequestError(f"the request body is nested more than {MAX_JSON_DEPTH} levels deep")
         try:
             data = json.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestError(f"the request body is not valid JSON ({exc})") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise RequestError(f"the request body is not valid JSON ({str(exc)[:100]})") from None
         return C.S.obj(data)
+
+    def work(fn, *args, cancel=None):  # model work in a thread, stopped at the next forward on shutdown
+        def call():
+            with cancellable(model, jobs.stopping, *(() if cancel is None else (cancel,))):
+                return fn(*args)
+
+        return call
 
     def endpoint(fn):  # wrap an async handler: RequestError / model errors -> JSON 4xx/5xx
         async def handler(request: Request) -> Response:
@@ -178,6 +138,8 @@ def create_app(
                 return await fn(request)
             except BodyTooLarge:
                 raise
+            except QueueFull as exc:
+                return _err(429, str(exc), {"Retry-After": str(exc.retry_after)})
             except Exception as exc:  # noqa: BLE001 - every error becomes one JSON line
                 status, msg = error_response(exc)
                 return _err(status, msg)
@@ -187,7 +149,8 @@ def create_app(
     def compute(kind: str):
         async def handler(request: Request) -> Response:
             body = await body_of(request)
-            return JSONResponse(await run_in_threadpool(C.KINDS[kind], state, body))
+            C.check_cost(state, kind, body)
+            return JSONResponse(await run_in_threadpool(work(C.KINDS[kind], state, body)))
 
         return endpoint(handler)
 
@@ -212,7 +175,7 @@ def create_app(
 
     async def vectors_post(request: Request) -> Response:
         body = await body_of(request)
-        return JSONResponse(await run_in_threadpool(C.make_vector, state, body), status_code=201)
+        return JSONResponse(await run_in_threadpool(work(C.make_vector, state, body)), status_code=201)
 
     async def jobs_post(request: Request) -> Response:
         body = await body_of(request)
@@ -220,13 +183,24 @@ def create_app(
         if kind not in C.KINDS:
             raise RequestError(f"'kind' must be one of {', '.join(C.KINDS)}, not {kind!r}")
         params = C.S.obj(body.get("params", {}), "'params'")
-        job = jobs.submit(kind, lambda progress: C.KINDS[kind](state, params, progress), error_response)
+        C.check_cost(state, kind, params)  # refuse an over-cap job now, not after it was queued
+
+        def run_job(progress, cancel):
+            return work(C.KINDS[kind], state, params, progress, cancel=cancel)()
+
+        job = jobs.submit(kind, run_job, error_response)
         return JSONResponse(job.as_dict(), status_code=202)
 
     async def jobs_get(request: Request) -> Response:
         job = jobs.get(request.path_params["job_id"])
         if job is None:
-            raise RequestError("no such job (jobs are kept for the last 200 requests)", 404)
+            raise RequestError("no such job (finished jobs are kept for the last 200 requests)", 404)
+        return JSONResponse(job.as_dict())
+
+    async def jobs_delete(request: Request) -> Response:
+        job = jobs.cancel(request.path_params["job_id"])
+        if job is None:
+            raise RequestError("no such job (finished jobs are kept for the last 200 requests)", 404)
         return JSONResponse(job.as_dict())
 
     async def saes_get(request: Request) -> Response:
@@ -234,11 +208,11 @@ def create_app(
 
     async def sae_latent(request: Request) -> Response:
         name, latent = request.path_params["name"], request.path_params["latent"]
-        return JSONResponse(await run_in_threadpool(C.sae_latent, state, name, latent))
+        return JSONResponse(await run_in_threadpool(work(C.sae_latent, state, name, latent)))
 
     async def sae_search(request: Request) -> Response:
         name, token = request.path_params["name"], request.query_params.get("token")
-        return JSONResponse(await run_in_threadpool(C.sae_search, state, name, token))
+        return JSONResponse(await run_in_threadpool(work(C.sae_search, state, name, token)))
 
     async def not_found(request: Request) -> Response:
         return _err(404, f"no endpoint {request.method} {request.url.path}; see docs/serve.md")
@@ -256,7 +230,8 @@ def create_app(
         Route("/api/vectors", endpoint(vectors_get), methods=["GET"]),
         Route("/api/vectors", endpoint(vectors_post), methods=["POST"]),
         Route("/api/jobs", endpoint(jobs_post), methods=["POST"]),
-        Route("/api/jobs/{job_id}", endpoint(jobs_get)),
+        Route("/api/jobs/{job_id}", endpoint(jobs_get), methods=["GET"]),
+        Route("/api/jobs/{job_id}", endpoint(jobs_delete), methods=["DELETE"]),
         Route("/api/saes", endpoint(saes_get)),
         Route("/api/saes/{name}/latents/{latent:int}", endpoint(sae_latent)),
         Route("/api/saes/{name}/search", endpoint(sae_search)),
@@ -276,7 +251,7 @@ def create_app(
     app = Starlette(routes=routes, exception_handlers={404: http_error, 405: http_error}, lifespan=lifespan)
     app.state.tsi = state
     app.state.jobs = jobs
-    app.add_middleware(_Guard, max_body=max_body, allowed_hosts=allowed_hosts)
+    app.add_middleware(Guard, max_body=max_body, allowed_hosts=allowed_hosts, token=token)
     return app
 
 
@@ -286,6 +261,28 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+
+
+def _json_depth(raw: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` in a JSON text, brackets inside strings not counted."""
+    depth = deepest = 0
+    in_str = escaped = False
+    for b in raw:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:  # backslash
+                escaped = True
+            elif b == 0x22:
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 def _enable_attention(model: Any) -> tuple[bool, str]:

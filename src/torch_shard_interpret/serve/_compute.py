@@ -21,6 +21,7 @@ from ._specs import RequestError
 Progress = Callable[[float, str], None]
 MAX_TOP_K = 50
 MAX_VECTORS = 200
+MAX_COST = 1_000_000  # sites x positions x tokens of one request
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
@@ -37,6 +38,7 @@ class State:
     attention_note: str = ""
     corpus: tuple[Any, ...] = DEFAULT_CORPUS
     corpus_name: str = "built-in corpus"
+    max_cost: int = MAX_COST
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -67,6 +69,43 @@ def _top(model: Any, logits: torch.Tensor, k: int) -> list[dict[str, Any]]:
     ]
 
 
+def _n_tokens(state: State, body: Mapping[str, Any], key: str) -> int:
+    value = body.get(key)
+    if not isinstance(value, str) or not value.strip() or len(value) > S.MAX_PROMPT_CHARS:
+        return 0  # the endpoint itself names what is wrong with the field
+    return int(state.model.to_tokens(value).shape[-1])
+
+
+def request_cost(state: State, kind: str, body: Mapping[str, Any]) -> tuple[int, str]:
+    """``(cost, how it was counted)``: sites x positions x tokens of the forwards a request would run."""
+    if kind == "patch":
+        n = _n_tokens(state, body, "clean")
+        pattern = body.get("sites") or "blocks.*.resid_pre"
+        n_sites = len(state.model.resolve(pattern)) if isinstance(pattern, str) and len(pattern) <= 200 else 0
+        return n_sites * n * n, f"{n_sites} sites x {n} positions x {n} tokens"
+    if kind in ("generate", "steer"):
+        n = _n_tokens(state, body, "prompt")
+        new = body.get("max_new_tokens", 20)
+        new = new if isinstance(new, int) and not isinstance(new, bool) and new > 0 else 0
+        runs = 2 if kind == "steer" else 1
+        return runs * new * (n + new), f"{runs} generation(s) x {new} new tokens x {n + new} tokens"
+    if kind in ("run", "lens", "attention", "dla"):
+        n = _n_tokens(state, body, "prompt")
+        return n, f"1 forward x {n} tokens"
+    return 0, ""
+
+
+def check_cost(state: State, kind: str, body: Mapping[str, Any]) -> None:
+    """Refuse (400) a request whose cost is over the server's cap, naming the cap."""
+    cost, how = request_cost(state, kind, body)
+    if cost > state.max_cost:
+        raise RequestError(
+            f"this {kind} request costs {cost:,} ({how}); the cap is {state.max_cost:,} "
+            "(sites x positions x tokens): shorten the prompt, select fewer sites, or start the server "
+            "with a larger --max-cost"
+        )
+
+
 # ---- endpoints ----------------------------------------------------------------------------------
 def info(state: State) -> dict[str, Any]:
     m = state.model
@@ -88,7 +127,11 @@ def info(state: State) -> dict[str, Any]:
         "vectors": vectors_list(state)["vectors"],
         "saes": [sae_summary(s) for s in state.saes.values()],
         "stores": sorted(state.stores),
-        "limits": {"max_prompt_chars": S.MAX_PROMPT_CHARS, "max_new_tokens": S.MAX_NEW_TOKENS},
+        "limits": {
+            "max_prompt_chars": S.MAX_PROMPT_CHARS,
+            "max_new_tokens": S.MAX_NEW_TOKENS,
+            "max_cost": state.max_cost,
+        },
     }
 
 

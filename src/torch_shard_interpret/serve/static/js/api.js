@@ -23,17 +23,22 @@ export async function post(path, body) {
   }));
 }
 
-// Start a background job and poll it; onProgress(fraction, message) is called on each poll.
+export async function cancelJob(id) {
+  return unwrap(await fetch(`/api/jobs/${encodeURIComponent(id)}`, { method: "DELETE", headers: { Accept: "application/json" } }));
+}
+
+// Start a background job and poll it; onProgress(fraction, message, jobId) is called on each poll.
 export async function job(kind, params, onProgress = () => {}) {
   let state = await post("/api/jobs", { kind, params });
   let delay = 150;
   while (state.status === "queued" || state.status === "running") {
-    onProgress(state.progress, state.message || state.status);
+    onProgress(state.progress, state.message || state.status, state.id);
     await new Promise((r) => setTimeout(r, delay));
     delay = Math.min(delay * 1.5, 1000);
     state = await get(`/api/jobs/${state.id}`);
   }
   if (state.status === "error") throw new ApiError(state.error_status || 500, state.error);
+  if (state.status === "cancelled") throw new ApiError(499, "cancelled");
   onProgress(1, "done");
   return state.result;
 }

@@ -1,5 +1,5 @@
 // tsi serve: the single-page app. Each tab renders one endpoint of the JSON API as inline SVG / HTML.
-import { get, post, job } from "./api.js";
+import { get, post, job, cancelJob } from "./api.js";
 import { diverging, esc, fmt, heatmap, hideTip, histogram, layerBars, legend, sequential, showTip, showTok } from "./svg.js";
 
 const $ = (id) => document.getElementById(id);
@@ -24,8 +24,14 @@ async function busy(button, fn) {
 }
 
 function progressBar(container) {
-  container.innerHTML = `<div class="progress"><div style="width:0%"></div></div><div class="hint"></div>`;
-  return (f, msg) => {
+  container.innerHTML = `<div class="progress"><div style="width:0%"></div></div><div class="hint"></div>` +
+    `<button class="cancel-job" type="button">Cancel</button>`;
+  const cancel = container.querySelector(".cancel-job");
+  return (f, msg, id) => {
+    if (id && !cancel.dataset.job) {
+      cancel.dataset.job = id;
+      cancel.addEventListener("click", () => { cancel.disabled = true; cancelJob(id).catch(() => {}); });
+    }
     container.querySelector(".progress > div").style.width = `${Math.round(f * 100)}%`;
     container.querySelector(".hint").textContent = msg;
     if (f >= 1) setTimeout(() => (container.innerHTML = ""), 300);
