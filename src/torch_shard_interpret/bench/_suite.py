@@ -21,9 +21,6 @@ CHECKS: tuple[str, ...] = (
     "torch_shard_interpret.bench._check_probe:checks",
     "torch_shard_interpret.bench._check_ig:checks",
     "torch_shard_interpret.bench._check_sanity:checks",
-    "torch_shard_interpret.bench._check_concept:checks",
-    "torch_shard_interpret.bench._check_modular:checks",
-    "torch_shard_interpret.bench._check_circuit:checks",
 )
 SUITES = ("quick", "full")
 
