@@ -39,3 +39,13 @@ def test_ablating_the_circuit_breaks_it_and_decoys_do_not():
     with pytest.raises(tsi.InputError, match="unknown known circuit"):
         tsi.bench.known_circuit("sorting")
     assert torch.equal(tsi.bench.known_circuit("induction").clean, task.clean)  # deterministic
+
+
+def test_planted_concept_is_found_and_steers():
+    from torch_shard_interpret.bench import _check_concept
+    from torch_shard_interpret.bench._scoreboard import row_passes
+
+    rows = _check_concept.checks(quick=True)
+    assert len(rows) == 4
+    for r in rows:
+        assert row_passes(r["value"], r["threshold"], r["higher_is_better"]), r
