@@ -27,10 +27,10 @@ def fourier_basis(p: int) -> torch.Tensor:
     return basis / basis.norm(dim=1, keepdim=True)
 
 
-def token_embeddings(model, p: int) -> torch.Tensor:
-    """``[p, d_model]`` the ``embed`` site at position 0 for tokens ``0..p-1``, centred over tokens."""
+def token_embeddings(model, p: int, site: str = "embed") -> torch.Tensor:
+    """``[p, d_model]`` the ``site`` (default ``embed``) at position 0 for tokens ``0..p-1``, centred over tokens."""
     ids = torch.arange(p).view(p, 1)
-    emb = model.run(ids, cache="embed").cache["embed"][:, 0].double().cpu()
+    emb = model.run(ids, cache=site).cache[site][:, 0].double().cpu()
     return emb - emb.mean(0)
 
 
@@ -43,23 +43,25 @@ def _infer_p(model, p: int | None) -> int:
     return vocab - 1  # the numbers 0..p-1 and one "=" token
 
 
-def fourier_spectrum(model, p: int | None = None) -> torch.Tensor:
+def fourier_spectrum(model, p: int | None = None, site: str = "embed") -> torch.Tensor:
     """``[(p-1)//2]`` fraction of the (centred) embedding variance in each frequency ``k = 1..(p-1)//2``."""
     p = _infer_p(model, p)
-    emb = token_embeddings(model, p)  # [p, d]
+    emb = token_embeddings(model, p, site)  # [p, d]
     coef = fourier_basis(p) @ emb  # [p, d]
     energy = coef[1:].pow(2).sum(-1).view(-1, 2).sum(-1)  # cos + sin of each frequency
     return (energy / energy.sum().clamp_min(1e-30)).float()
 
 
-def fourier_key_frequencies(model, p: int | None = None, max_keys: int | None = None) -> list[int]:
+def fourier_key_frequencies(
+    model, p: int | None = None, max_keys: int | None = None, site: str = "embed"
+) -> list[int]:
     """The key frequencies ``k`` (ascending) of a modular-addition model, found from its embeddings.
 
     ``p``: the modulus (default: the vocabulary size minus one, the ``=`` token). ``max_keys``: the most
-    frequencies the cut may keep (default a quarter of them)."""
-    spec = fourier_spectrum(model, p)
+    frequencies the cut may keep (default half of them). ``site``: where the embeddings are read."""
+    spec = fourier_spectrum(model, p, site)
     n = len(spec)
-    limit = max(1, min(n - 1, max_keys if max_keys is not None else max(1, n // 4)))
+    limit = max(1, min(n - 1, max_keys if max_keys is not None else max(1, n // 2)))
     order = spec.argsort(descending=True)
     vals = spec[order].clamp_min(1e-12)
     ratios = vals[:limit] / vals[1 : limit + 1]
@@ -67,9 +69,9 @@ def fourier_key_frequencies(model, p: int | None = None, max_keys: int | None = 
     return sorted(int(k) + 1 for k in order[:cut])
 
 
-def variance_explained(model, keys: list[int], p: int | None = None) -> float:
+def variance_explained(model, keys: list[int], p: int | None = None, site: str = "embed") -> float:
     """Fraction of the centred embedding variance that the frequencies ``keys`` hold."""
-    spec = fourier_spectrum(model, p)
+    spec = fourier_spectrum(model, p, site)
     return float(sum(spec[k - 1] for k in keys))
 
 
