@@ -22,6 +22,7 @@ def cosine_matrix(true: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
         raise InputError(
             f"directions must be two matrices [n, d] of the same width, not {list(true.shape)} and {list(found.shape)}"
         )
+    true, found = true.detach(), found.detach()
     a = true.double() / true.double().norm(dim=1, keepdim=True).clamp_min(1e-12)
     b = found.double() / found.double().norm(dim=1, keepdim=True).clamp_min(1e-12)
     return a @ b.T
