@@ -265,9 +265,10 @@ def integrated_gradients(
     if tol is not None and err > tol * max(abs(delta), 1e-12):
         warnings.warn(
             f"integrated gradients: the completeness error is {err / max(abs(delta), 1e-12):.1%} of "
-            f"f(input) - f(baseline) = {delta:+.4f} after {steps} {method} steps (tol {tol:.0%}); the "
-            "attributions are not trustworthy. Raise max_steps= (and steps=), keep the attention-sink "
-            "token fixed (keep=[0]), or use another baseline (baseline='pad' or a tensor).",
+            f"f(input) - f(baseline) = {delta:+.4f} after {steps} {method} steps (tol {tol:.2%}); the "
+            "attributions are not trustworthy. Raise max_steps= (and steps=)"
+            + ("" if 0 in [p % n_pos for p in keep] else ", keep the attention-sink token fixed (keep=[0])")
+            + ", or use another baseline (baseline='pad' or a tensor).",
             CompletenessWarning,
             stacklevel=2,
         )
