@@ -42,6 +42,8 @@ _SUBPACKAGES = (
     "distributed",
     "serve",
     "report",
+    "bench",
+    "analysis",
 )
 
 __all__ = [*_core_all, "wrap", "load", "__version__"]

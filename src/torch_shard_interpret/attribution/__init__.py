@@ -2,9 +2,17 @@
 
 from ._dla import DLAResult as DLAResult
 from ._dla import direct_logit_attribution as direct_logit_attribution
+from ._ig import CompletenessWarning as CompletenessWarning
 from ._ig import IGResult as IGResult
 from ._ig import integrated_gradients as integrated_gradients
 from ._saliency import saliency as saliency
 from ._weights import head_output_weights as head_output_weights
 
-__all__ = ["DLAResult", "IGResult", "direct_logit_attribution", "integrated_gradients", "saliency"]
+__all__ = [
+    "CompletenessWarning",
+    "DLAResult",
+    "IGResult",
+    "direct_logit_attribution",
+    "integrated_gradients",
+    "saliency",
+]

@@ -19,6 +19,7 @@ reports how well the quadrature did; ``passes(tol)`` checks it relative to ``f(x
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,15 @@ from ..core._model import Model
 from ..lens._logit import as_token_id, str_tokens
 
 METHODS = ("gausslegendre", "trapezoid", "riemann_middle")
+DEFAULT_TOL = 0.05
+"""Relative completeness error the default call refines down to."""
+DEFAULT_MAX_STEPS = 256
+
+
+class CompletenessWarning(UserWarning):
+    """Integrated gradients did not reach its completeness tolerance: the attributions do not add up."""
+
+
 BASELINES = ("zero", "pad")
 
 
@@ -156,10 +166,12 @@ def integrated_gradients(
     batch_size: int = 8,
     metric: Callable[[torch.Tensor], torch.Tensor] | None = None,
     position: int = -1,
-    method: str = "gausslegendre",
+    method: str = "trapezoid",
     warp: int | None = None,
-    keep: Sequence[int] = (),
+    keep: Sequence[int] | None = None,
     site: str = "embed",
+    tol: float | None = DEFAULT_TOL,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> IGResult:
     """Integrated gradients of ``logit(target)`` at ``position`` (or of ``metric``) on the input embeddings.
 
@@ -174,15 +186,24 @@ def integrated_gradients(
         batch_size: interpolation points per forward pass (bounds memory).
         metric: ``metric(logits) -> [batch]``; ``f`` is then its value instead of one logit.
         position: the position whose prediction is explained (default the last).
-        method: ``"gausslegendre"`` (default), ``"trapezoid"`` or ``"riemann_middle"``.
+        method: ``"trapezoid"`` (default: its grids nest, so refining reuses every point computed),
+            ``"gausslegendre"`` or ``"riemann_middle"``.
         warp: place the points at ``alpha = t**warp`` (see ``quadrature``). Default: 3 for the zero baseline,
             1 otherwise. Why: a model that normalises its input (RMSNorm/LayerNorm in the first block) is
             scale-invariant in ``alpha`` except very close to 0, where ``|alpha x|`` drops below the norm's
             ``eps``; ``f`` then changes abruptly near ``alpha = 0`` and evenly spread points miss it.
-        keep: positions whose baseline is the input itself (they get zero attribution). ``keep=[0]`` is
-            useful on models that use the first token as an attention sink (SmolLM2, no BOS): moving that
-            embedding makes ``f`` along the path very rough and the quadrature needs many more steps.
+        keep: positions whose baseline is the input itself (they get zero attribution). Default (None):
+            ``[0]`` for a prompt of two or more tokens unless ``baseline`` is a tensor, ``[]`` otherwise.
+            Why: models use the first token as an attention sink (SmolLM2, no BOS); moving that embedding
+            makes ``f`` along the path so rough that no affordable quadrature integrates it (measured on the
+            embedded model: completeness errors of 6x to 300x of ``f(input) - f(baseline)`` at 32 points).
+            ``keep=[]`` attributes to the first token too.
         site: where the embeddings are interpolated (default ``"embed"``).
+        tol: completeness is checked after the quadrature: while ``|sum(IG) - (f(x) - f(x'))|`` is above
+            ``tol * |f(x) - f(x')|`` the number of steps doubles (trapezoid: only the new midpoints are
+            computed), up to ``max_steps``; if it still fails, a ``CompletenessWarning`` says what to change.
+            ``tol=None`` turns the check off (exactly ``steps`` points).
+        max_steps: the most steps the refinement may reach (default 256).
 
     Returns:
         ``IGResult`` with ``attributions`` ``[pos]``, ``per_dim`` ``[pos, d_model]``, ``f_input``,
@@ -207,6 +228,8 @@ def integrated_gradients(
     with torch.no_grad():
         f_input = float(_values(f, first.logits, 1)[0])
     base, base_kind = _baseline(model, ids, x, baseline, site)  # [1, pos, d_model]
+    if keep is None:
+        keep = (0,) if n_pos > 1 and base_kind != "tensor" else ()
     if keep:
         base = base.clone()
         for p in keep:
@@ -215,28 +238,41 @@ def integrated_gradients(
             base[:, p] = x[:, p]
     if warp is None:
         warp = 3 if base_kind == "zero" else 1
-    alphas, weights = quadrature(steps, method, warp)
-
     f_baseline = float(_values(f, model.run(ids, interventions={site: Set(base)}).logits, 1)[0])
     diff = (x - base).float()  # [1, pos, d_model]
-    total = torch.zeros_like(diff[0], dtype=torch.float64)  # [pos, d_model] weighted sum of gradients
-    for start in range(0, len(alphas), batch_size):
-        a = alphas[start : start + batch_size]
-        w = weights[start : start + batch_size]
-        k = len(a)
-        a_t = a.to(diff.device, torch.float32).view(k, 1, 1)
-        points = (base.float() + a_t * diff).to(x.dtype)  # [k, pos, d_model]
-        run = model.run(
-            ids.expand(k, -1),
-            cache=site,
-            interventions={site: Set(points)},
-            grad=lambda r, k=k: _values(f, r.logits, k).sum(),
+    delta = f_input - f_baseline
+    grads_at: dict[float, torch.Tensor] = {}  # alpha -> df/dx there, [pos, d_model] float64
+    while True:
+        alphas, weights = quadrature(steps, method, warp)
+        if method != "trapezoid":
+            grads_at = {}  # other rules do not nest: nothing to reuse
+        _gradients(
+            model,
+            ids,
+            site,
+            f,
+            base,
+            diff,
+            [a for a in alphas.tolist() if a not in grads_at],
+            batch_size,
+            grads_at,
         )
-        grads = run.grads[
-            site
-        ].double()  # [k, pos, d_model]; rows are independent, so d(sum)/d(row) = df/d(row)
-        total += (grads * w.to(grads.device).view(k, 1, 1)).sum(0)
-    per_dim = (diff[0].double() * total).float().cpu()  # [pos, d_model]
+        total = sum(float(w) * grads_at[float(a)] for a, w in zip(alphas.tolist(), weights, strict=True))
+        err = abs(float((diff[0].double().cpu() * total).sum()) - delta)
+        if tol is None or err <= tol * max(abs(delta), 1e-12) or steps * 2 > max_steps:
+            break
+        steps *= 2
+    if tol is not None and err > tol * max(abs(delta), 1e-12):
+        warnings.warn(
+            f"integrated gradients: the completeness error is {err / max(abs(delta), 1e-12):.1%} of "
+            f"f(input) - f(baseline) = {delta:+.4f} after {steps} {method} steps (tol {tol:.2%}); the "
+            "attributions are not trustworthy. Raise max_steps= (and steps=)"
+            + ("" if 0 in [p % n_pos for p in keep] else ", keep the attention-sink token fixed (keep=[0])")
+            + ", or use another baseline (baseline='pad' or a tensor).",
+            CompletenessWarning,
+            stacklevel=2,
+        )
+    per_dim = (diff[0].double().cpu() * total).float()  # [pos, d_model]
     tokens = str_tokens(model, ids[0].cpu())
     return IGResult(
         attributions=per_dim.sum(-1),
@@ -254,6 +290,24 @@ def integrated_gradients(
         baseline=base_kind,
         warp=warp,
     )
+
+
+def _gradients(model, ids, site, f, base, diff, alphas, batch_size, out: dict[float, torch.Tensor]) -> None:
+    """df/dx at ``base + alpha * diff`` for each alpha (``batch_size`` per forward pass), into ``out``."""
+    for start in range(0, len(alphas), batch_size):
+        a = alphas[start : start + batch_size]
+        k = len(a)
+        a_t = torch.tensor(a, dtype=torch.float32, device=diff.device).view(k, 1, 1)
+        points = (base.float() + a_t * diff).to(base.dtype)  # [k, pos, d_model]
+        run = model.run(
+            ids.expand(k, -1),
+            cache=site,
+            interventions={site: Set(points)},
+            grad=lambda r, k=k: _values(f, r.logits, k).sum(),
+        )
+        grads = run.grads[site].double().cpu()  # rows are independent, so d(sum)/d(row) = df/d(row)
+        for i, alpha in enumerate(a):
+            out[alpha] = grads[i]
 
 
 def _token_ids(model: Model, prompt: Any) -> torch.Tensor:

@@ -32,6 +32,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "serve",
     "harvest",
     "train_sae",
+    "bench",
 )
 
 _TRUTHY = {"1", "true", "yes", "on"}

@@ -23,7 +23,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--k", type=int, default=32, help="active latents per token, topk/batchtopk (default 32)"
     )
-    parser.add_argument("--l1-coefficient", type=float, default=5.0, help="L1 weight for relu (default 5)")
+    parser.add_argument(
+        "--l1-coefficient", type=float, default=None, help="L1 weight for relu (default: SAEConfig's, 2)"
+    )
     parser.add_argument(
         "--out", required=True, metavar="DIR", help="folder to write cfg.json + sae_weights.safetensors"
     )
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,
         progress=not args.no_progress,
-        l1_coefficient=args.l1_coefficient,
+        **({} if args.l1_coefficient is None else {"l1_coefficient": args.l1_coefficient}),
     )
     sae.save(out)
     print(f"saved {sae.cfg.kind} SAE ({sae.cfg.d_in} -> {sae.cfg.d_sae} latents) to {out}")

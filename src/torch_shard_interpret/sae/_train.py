@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ._config import SAEConfig, SAEError, TrainConfig
+from ._config import LR_AT_16K, LR_EXPONENT, MIN_TENSOR_STEPS, SAEConfig, SAEError, TrainConfig
 from ._losses import forward_loss
 from ._sae import SAE, make
 
@@ -72,7 +72,7 @@ class _Trainer:
     def __init__(self, cfg: SAEConfig, tcfg: TrainConfig, total_steps: int, dist: _Dist):
         self.cfg, self.tcfg, self.total, self.dist = cfg, tcfg, total_steps, dist
         self.sae = make(cfg, seed=tcfg.seed)
-        self.lr = tcfg.lr if tcfg.lr is not None else 2e-4 / math.sqrt(cfg.d_sae / 2**14)
+        self.lr = tcfg.lr if tcfg.lr is not None else LR_AT_16K * (2**14 / cfg.d_sae) ** LR_EXPONENT
         fused = {"fused": True} if torch.device(self.sae.device).type in ("cpu", "cuda") else {}
         self.opt = torch.optim.Adam(self.sae.parameters(), lr=self.lr, betas=(0.9, 0.999), **fused)
         self.step_i = 0
@@ -419,7 +419,9 @@ def train(
         n, d_in, d_out = x.shape[0], x.shape[1], (y.shape[1] if y is not None else None)
         tcfg = dataclasses.replace(tcfg, batch_size=min(tcfg.batch_size, n))
         if tcfg.steps is None:
-            tcfg = dataclasses.replace(tcfg, steps=min(20_000, max(300, math.ceil(5 * n / tcfg.batch_size))))
+            tcfg = dataclasses.replace(
+                tcfg, steps=min(20_000, max(MIN_TENSOR_STEPS, math.ceil(5 * n / tcfg.batch_size)))
+            )
         data: Any = _TensorSource(x, y, tcfg.batch_size, tcfg.seed)
         if y is not None:
             cfg_kwargs.setdefault("transcoder", True)
