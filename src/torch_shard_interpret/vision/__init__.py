@@ -1,0 +1,38 @@
+"""Vision: attribution to pixels with sanity checks, feature visualisation and checkerboard diagnosis on any
+image model (images are ``[batch, C, H, W]``)."""
+
+from ._cam import grad_cam as grad_cam
+from ._cam import grad_cam_pp as grad_cam_pp
+from ._cam import occlusion as occlusion
+from ._gradients import gradient_x_input as gradient_x_input
+from ._gradients import integrated_gradients as integrated_gradients
+from ._gradients import make_baseline as make_baseline
+from ._gradients import saliency as saliency
+from ._gradients import smoothgrad as smoothgrad
+from ._guided import guided_backprop as guided_backprop
+from ._result import Attribution as Attribution
+from ._result import custom as custom
+from ._sanity import SanityReport as SanityReport
+from ._sites import eager_attention as eager_attention
+from ._sites import site_map as site_map
+from ._sites import wrap as wrap
+from ._zoo import load as load
+
+__all__ = [
+    "Attribution",
+    "SanityReport",
+    "custom",
+    "eager_attention",
+    "grad_cam",
+    "grad_cam_pp",
+    "gradient_x_input",
+    "guided_backprop",
+    "integrated_gradients",
+    "load",
+    "make_baseline",
+    "occlusion",
+    "saliency",
+    "site_map",
+    "smoothgrad",
+    "wrap",
+]
