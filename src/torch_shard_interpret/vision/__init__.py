@@ -4,6 +4,11 @@ image model (images are ``[batch, C, H, W]``)."""
 from ._cam import grad_cam as grad_cam
 from ._cam import grad_cam_pp as grad_cam_pp
 from ._cam import occlusion as occlusion
+from ._checkerboard import THRESHOLD as checkerboard_threshold
+from ._checkerboard import CheckerboardResult as CheckerboardResult
+from ._checkerboard import checkerboard as checkerboard
+from ._checkerboard import overlap_map as overlap_map
+from ._checkerboard import stride_share as stride_share
 from ._gradients import gradient_x_input as gradient_x_input
 from ._gradients import integrated_gradients as integrated_gradients
 from ._gradients import make_baseline as make_baseline
@@ -20,6 +25,11 @@ from ._zoo import load as load
 
 __all__ = [
     "Attribution",
+    "CheckerboardResult",
+    "checkerboard",
+    "checkerboard_threshold",
+    "overlap_map",
+    "stride_share",
     "SanityReport",
     "custom",
     "eager_attention",
