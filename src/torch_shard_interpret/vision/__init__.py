@@ -9,12 +9,23 @@ from ._checkerboard import CheckerboardResult as CheckerboardResult
 from ._checkerboard import checkerboard as checkerboard
 from ._checkerboard import overlap_map as overlap_map
 from ._checkerboard import stride_share as stride_share
+from ._examples import DatasetExamples as DatasetExamples
+from ._examples import dataset_examples as dataset_examples
+from ._featvis import FeatureVis as FeatureVis
+from ._featvis import visualize as visualize
 from ._gradients import gradient_x_input as gradient_x_input
 from ._gradients import integrated_gradients as integrated_gradients
 from ._gradients import make_baseline as make_baseline
 from ._gradients import saliency as saliency
 from ._gradients import smoothgrad as smoothgrad
 from ._guided import guided_backprop as guided_backprop
+from ._objectives import Objective as Objective
+from ._objectives import channel as channel
+from ._objectives import direction as direction
+from ._objectives import diversity as diversity
+from ._objectives import neuron as neuron
+from ._param import ImageParam as ImageParam
+from ._param import Transforms as Transforms
 from ._result import Attribution as Attribution
 from ._result import custom as custom
 from ._sanity import SanityReport as SanityReport
@@ -25,6 +36,17 @@ from ._zoo import load as load
 
 __all__ = [
     "Attribution",
+    "DatasetExamples",
+    "FeatureVis",
+    "ImageParam",
+    "Objective",
+    "Transforms",
+    "channel",
+    "dataset_examples",
+    "direction",
+    "diversity",
+    "neuron",
+    "visualize",
     "CheckerboardResult",
     "checkerboard",
     "checkerboard_threshold",

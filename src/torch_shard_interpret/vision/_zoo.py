@@ -31,7 +31,7 @@ from ..core._model import Model
 from ._data import cache_root, digits, split
 
 NAMES = ("digits-cnn", "digits-cnn-random-labels")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SEED = 0
 
 
@@ -88,6 +88,7 @@ def train_digits_cnn(
         "seed": seed,
         "epochs": epochs,
         "random_labels": random_labels,
+        "input_shape": [1, 1, 8, 8],
         "test_accuracy": acc,
         "train_seconds": time.perf_counter() - start,
     }
