@@ -96,8 +96,8 @@ def _convnext(m: nn.Module) -> SiteMap:
 
 def _vit_torchvision(m: nn.Module) -> SiteMap:
     out: SiteMap = {"embed": ("encoder.dropout:output", RESID, None)}
-    for i in range(len(m.encoder.layers)):
-        b, p = f"blocks.{i}", f"encoder.layers.{i}"
+    for i, (child, _) in enumerate(m.encoder.layers.named_children()):  # encoder_layer_0, ...
+        b, p = f"blocks.{i}", f"encoder.layers.{child}"
         out[f"{b}.resid_pre"] = (f"{p}:input", RESID, None)
         out[f"{b}.attn.out"] = (f"{p}.self_attention:output.0", RESID, None)
         out[f"{b}.mlp.post"] = (f"{p}.mlp.3:input", ("batch", "pos", "d_mlp"), None)
