@@ -28,7 +28,11 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     ra, rb = _ranks(a), _ranks(b)
     ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
-    return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)
+    norm = ra.norm(dim=1) * rb.norm(dim=1)
+    # a constant map (e.g. all-zero gradients of a dead network) has no ranking: undefined, not 0
+    return torch.where(
+        norm > 0, (ra * rb).sum(1) / norm.clamp_min(1e-12), torch.full_like(norm, float("nan"))
+    )
 
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:
@@ -139,8 +143,8 @@ def sanity_check(
             _redraw(copy_.get_submodule(path), gen)
         done = cut
         new = recompute(wrap(copy_))
-        cascade.append((layers[cut - 1], float(spearman(original, new).mean())))
+        cascade.append((layers[cut - 1], float(spearman(original, new).nanmean())))
     label = None
     if label_model is not None:
-        label = float(spearman(original, recompute(label_model)).mean())
+        label = float(spearman(original, recompute(label_model)).nanmean())
     return SanityReport(method, cascade, label, threshold)
