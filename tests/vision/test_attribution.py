@@ -49,6 +49,8 @@ def test_grad_cam_shapes_and_api(cnn, batch):
     images, _ = batch
     cam = tv.grad_cam(cnn, images, target=3, site="layer4:output")
     assert cam.shape == (6, 8, 8) and (cam.attributions >= 0).all()
+    assert torch.allclose(cam, cam.attributions) and torch.equal(cam[0], cam.attributions[0])
+    assert float(cam.sum()) == float(cam.attributions.sum()) and len(cam) == 6
     small = tv.grad_cam(cnn, images, target=3, site="stages.3", upsample=False)
     assert small.shape == (6, 4, 4)
     pp = tv.grad_cam_pp(cnn, images, target=3, site="stages.3")

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+import torch_shard_interpret as tsi
 from torch_shard_interpret._render import png_bytes
 from torch_shard_interpret.cli.main import main
 from torch_shard_interpret.vision._imagefile import decode, to_model_input
@@ -55,6 +56,19 @@ def test_bad_files_are_refused_in_one_sentence(tmp_path, capsys):
     assert main(["vision-report", str(broken), "--out", str(tmp_path / "o")]) == 2
     assert "could not be decoded" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_report_from_uploaded_bytes_writes_nothing(tmp_path, monkeypatch, cnn, digits_data):
+    import torch_shard_interpret.vision as tv
+
+    monkeypatch.chdir(tmp_path)
+    images, labels = digits_data
+    data = png_bytes((1 - images[5, 0].numpy()).repeat(4, 0).repeat(4, 1))
+    html, summary = tv.report_from_bytes(cnn, data, name="five.png", vis_steps=4, top_channels=1)
+    assert summary["prediction"] == int(labels[5]) and "five.png" in html
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(tsi.InputError, match="MiB"):
+        tv.report_from_bytes(cnn, b"\x89PNG\r\n\x1a\n" + bytes(21 * 2**20))
 
 
 def test_decode_and_resize():

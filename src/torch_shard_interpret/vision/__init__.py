@@ -26,6 +26,8 @@ from ._objectives import diversity as diversity
 from ._objectives import neuron as neuron
 from ._param import ImageParam as ImageParam
 from ._param import Transforms as Transforms
+from ._report import build as report
+from ._report import build_from_bytes as report_from_bytes
 from ._result import Attribution as Attribution
 from ._result import custom as custom
 from ._sanity import SanityReport as SanityReport
@@ -63,6 +65,8 @@ __all__ = [
     "load",
     "make_baseline",
     "occlusion",
+    "report",
+    "report_from_bytes",
     "saliency",
     "site_map",
     "smoothgrad",

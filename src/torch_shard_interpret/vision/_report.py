@@ -101,3 +101,16 @@ def build(
     summary = {"prediction": pred, "target": t, "probabilities": probs.tolist(), "site": site,
                "sanity": summary_methods, "top_channels": channels, "checkerboard": board.to_dict()}  # fmt: skip
     return standalone(f"tsi vision report: {title}", body), summary
+
+
+def build_from_bytes(
+    model: Model, data: bytes, *, name: str = "upload", digits_style: bool | None = None, **kw
+):
+    """``build`` for the bytes of an uploaded image file: size and type checked first, decoded in memory, so
+    nothing is written anywhere (the entry point for a web upload). Returns ``(html, summary)``."""
+    from ._imagefile import decode, to_model_input
+
+    rgb = decode(data, name)
+    style = digits_style if digits_style is not None else type(model.module).__name__ == "DigitsCNN"
+    image = to_model_input(rgb, input_shape_of(model), digits_style=style)
+    return build(model, image, title=name, **kw)
