@@ -52,7 +52,7 @@ def _out_dir(path: Path, overwrite: bool) -> Path:
 def run(args: argparse.Namespace) -> int:
     from .. import vision
     from .._io import atomic_write
-    from ..core import InputError
+    from ..core import InputError, Model
     from ..vision._featvis import input_shape_of
     from ..vision._imagefile import read_image, to_model_input
     from ..vision._report import build
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"unknown vision model {args.model!r}; the embedded ones are {', '.join(NAMES)}")
         print(f"Loading {args.model}", file=sys.stderr)
         model = vision.load(args.model)
-    if not hasattr(model, "run"):  # a plain nn.Module in PRELOADED
+    if not isinstance(model, Model):  # a plain nn.Module in PRELOADED
         model = vision.wrap(model)
     label_model = (
         vision.load("digits-cnn-random-labels", progress=False) if args.model == "digits-cnn" else None

@@ -40,7 +40,8 @@ def checks(quick: bool = True) -> list[dict]:
     rows = []
     model = load("digits-cnn", progress=False)
     random_labels = load("digits-cnn-random-labels", progress=False)
-    rows.append(_row("digits-cnn", "test accuracy", model.meta["test_accuracy"], 0.93, True))
+    meta: dict = getattr(model, "meta", {})
+    rows.append(_row("digits-cnn", "test accuracy", meta["test_accuracy"], 0.93, True))
     images, labels = digits()
     n = 8 if quick else 64
     x, y = images[:n], labels[:n]
@@ -65,7 +66,13 @@ def checks(quick: bool = True) -> list[dict]:
         _row("sanity: saliency", "similarity after full randomization", sal.final_similarity, 0.5, False)
     )
     rows.append(
-        _row("sanity: saliency", "similarity under label randomization", sal.label_similarity, 0.5, False)
+        _row(
+            "sanity: saliency",
+            "similarity under label randomization",
+            float(sal.label_similarity or 0.0),
+            0.5,
+            False,
+        )
     )
     cam = grad_cam(model, x, y, site="stages.3").sanity()
     rows.append(

@@ -181,7 +181,11 @@ def checkerboard(
         out = model.module(x)
     direction = torch.randn(out.shape, generator=gen, dtype=dtype).to(device)
     names = [f"{path}:output" for path, _, _ in layers] + [f"{path}:input" for path, _, _ in layers]
-    run = model.run(x, cache=names, grad=lambda r: (r.logits * direction).sum())
+
+    def objective(r: Any) -> torch.Tensor:
+        return (r.logits * direction).sum()
+
+    run = model.run(x, cache=names, grad=objective)
     rows = []
     for path, m, kind in layers:
         k, s = _pair(m.kernel_size), _pair(m.stride)

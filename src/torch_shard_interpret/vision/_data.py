@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,7 +30,7 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
         raise TsiError(
             "the digits data set comes with scikit-learn; install it with pip install 'torch-shard-interpret[vision]'"
         ) from None
-    data = load_digits()
+    data: Any = load_digits()
     images = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
     return images, torch.tensor(data.target, dtype=torch.long)
 

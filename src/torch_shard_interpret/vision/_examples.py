@@ -87,5 +87,4 @@ def dataset_examples(
     for t in top.tolist():
         i, j, hh, ww = boxes[t].tolist()
         out.append(images[owners[t], :, i : i + hh, j : j + ww])
-    stacked = torch.stack(out) if crop is not None or len({o.shape for o in out}) == 1 else out
-    return DatasetExamples(stacked, score[top], owners[top], boxes[top], objective.name)
+    return DatasetExamples(torch.stack(out), score[top], owners[top], boxes[top], objective.name)

@@ -108,13 +108,13 @@ def visualize(
     if steps < 1:
         raise InputError(f"steps must be at least 1, not {steps}")
     model, objective = as_model(model), as_objective(objective)
-    shape = tuple(shape or input_shape_of(model))
+    dims: tuple[int, ...] = tuple(shape or input_shape_of(model))
     if batch is not None:
-        shape = (batch, *shape[1:])
-    if len(shape) != 4:
-        raise InputError(f"shape must be (batch, C, H, W), not {shape}")
+        dims = (batch, *dims[1:])
+    if len(dims) != 4:
+        raise InputError(f"shape must be (batch, C, H, W), not {dims}")
     if transforms == "standard":
-        transforms = Transforms.standard(max(shape[-2:]))
+        transforms = Transforms.standard(max(dims[-2:]))
     elif transforms is None:
         transforms = Transforms.none()
     elif not isinstance(transforms, Transforms):
@@ -122,7 +122,7 @@ def visualize(
     p = next(iter(model.module.parameters()), None)
     device = p.device if p is not None else torch.device("cpu")
     gen = torch.Generator().manual_seed(seed)
-    image = ImageParam(shape, param=param, decorrelate=decorrelate, gen=gen).to(device)
+    image = ImageParam(dims, param=param, decorrelate=decorrelate, gen=gen).to(device)
     opt = torch.optim.Adam(image.parameters(), lr=lr)
     mean, std = (
         (None, None)

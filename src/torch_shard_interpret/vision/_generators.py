@@ -81,12 +81,12 @@ def autoencoder(kind: str) -> AutoEncoder:
     if weights.exists() and meta.exists() and json.loads(meta.read_text()).get("format") == FORMAT_VERSION:
         model = AutoEncoder(kind)
         model.load_state_dict(load_file(weights))
-        model.meta = json.loads(meta.read_text())
+        object.__setattr__(model, "meta", json.loads(meta.read_text()))
         return model.eval()
     model, info = train_autoencoder(kind)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(weights) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     atomic_write(meta, json.dumps(info, indent=2))
-    model.meta = info
+    object.__setattr__(model, "meta", info)
     return model

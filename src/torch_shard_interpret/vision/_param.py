@@ -48,7 +48,8 @@ class ImageParam(torch.nn.Module):
     def forward(self) -> torch.Tensor:
         b, c, h, w = self.shape
         if self.kind == "fft":
-            spec = torch.view_as_complex(self.spectrum) * self.scale
+            scale: torch.Tensor = self.scale  # type: ignore[assignment]
+            spec = torch.view_as_complex(self.spectrum) * scale
             x = torch.fft.irfft2(spec, s=(h, w), norm="ortho") / 4.0
         else:
             x = self.pixels

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 
 from torch import nn
 
@@ -47,7 +48,7 @@ def _family(module: nn.Module) -> str | None:
     return None
 
 
-def _resnet(m: nn.Module, stem: str, pool: str) -> SiteMap:
+def _resnet(m: Any, stem: str, pool: str) -> SiteMap:
     out: SiteMap = {"stem": (f"{stem}:output", FMAP, None)}
     for i in range(4):
         layer = getattr(m, f"layer{i + 1}")
@@ -59,7 +60,7 @@ def _resnet(m: nn.Module, stem: str, pool: str) -> SiteMap:
     return out
 
 
-def _digits(m: nn.Module) -> SiteMap:
+def _digits(m: Any) -> SiteMap:
     out: SiteMap = {"stem": ("stem:output", FMAP, None)}
     for i in range(4):
         out[f"stages.{i}"] = (f"layer{i + 1}:output", FMAP, None)
@@ -68,7 +69,7 @@ def _digits(m: nn.Module) -> SiteMap:
     return out
 
 
-def _vgg(m: nn.Module) -> SiteMap:
+def _vgg(m: Any) -> SiteMap:
     out: SiteMap = {}
     stage, block = 0, 0
     for idx, layer in enumerate(m.features):
@@ -83,7 +84,7 @@ def _vgg(m: nn.Module) -> SiteMap:
     return out
 
 
-def _convnext(m: nn.Module) -> SiteMap:
+def _convnext(m: Any) -> SiteMap:
     out: SiteMap = {"stem": ("features.0:output", FMAP, None)}
     for i, idx in enumerate(range(1, len(m.features), 2)):
         out[f"stages.{i}"] = (f"features.{idx}:output", FMAP, None)
@@ -94,7 +95,7 @@ def _convnext(m: nn.Module) -> SiteMap:
     return out
 
 
-def _vit_torchvision(m: nn.Module) -> SiteMap:
+def _vit_torchvision(m: Any) -> SiteMap:
     out: SiteMap = {"embed": ("encoder.dropout:output", RESID, None)}
     for i, (child, _) in enumerate(m.encoder.layers.named_children()):  # encoder_layer_0, ...
         b, p = f"blocks.{i}", f"encoder.layers.{child}"
@@ -108,7 +109,7 @@ def _vit_torchvision(m: nn.Module) -> SiteMap:
     return out
 
 
-def _vit_timm(m: nn.Module) -> SiteMap:
+def _vit_timm(m: Any) -> SiteMap:
     out: SiteMap = {"embed": ("norm_pre:output", RESID, None)}
     for i, block in enumerate(m.blocks):
         b, p = f"blocks.{i}", f"blocks.{i}"
@@ -162,8 +163,8 @@ def eager_attention(model: Model) -> Iterator[None]:
     saved = [(m, m.fused_attn) for m in model.module.modules() if hasattr(m, "fused_attn")]
     try:
         for m, _ in saved:
-            m.fused_attn = False
+            object.__setattr__(m, "fused_attn", False)
         yield
     finally:
         for m, value in saved:
-            m.fused_attn = value
+            object.__setattr__(m, "fused_attn", value)
