@@ -44,6 +44,7 @@ _SUBPACKAGES = (
     "report",
     "bench",
     "analysis",
+    "vision",
 )
 
 __all__ = [*_core_all, "wrap", "load", "__version__"]

@@ -33,6 +33,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "harvest",
     "train_sae",
     "bench",
+    "vision_report",
 )
 
 _TRUTHY = {"1", "true", "yes", "on"}

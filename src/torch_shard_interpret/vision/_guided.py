@@ -1,0 +1,73 @@
+"""Guided backpropagation (Springenberg et al. 2015) that also sees functional ReLUs.
+
+Backward through every ReLU passes only positive gradients at positive inputs. Hook-based versions (captum's
+``GuidedBackprop``) override ``nn.ReLU`` modules only, so a model that calls ``F.relu``/``torch.relu``/
+``x.relu()`` in its forward silently gets plain gradients. Here every ReLU call is caught while the forward
+runs by a ``TorchFunctionMode`` scoped to this one call (``nn.ReLU`` calls ``F.relu`` too), and replaced by
+a ReLU with the guided backward; nothing of the model is changed and nothing stays installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from ._common import as_model, check_images, score, targets
+from ._result import Attribution
+
+
+class _GuidedReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = x.clamp_min(0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad.clamp_min(0) * (out > 0).to(grad.dtype)
+
+
+_RELUS = {F.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
+if hasattr(F, "relu_"):
+    _RELUS.add(F.relu_)
+
+
+class GuidedReLUs(TorchFunctionMode):
+    """Inside this mode every ReLU call (module or functional) has the guided backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _RELUS:
+            self.calls += 1
+            return _GuidedReLU.apply(args[0])
+        return func(*args, **(kwargs or {}))
+
+
+def guided_backprop(model: Any, images: torch.Tensor, target: Any = None) -> Attribution:
+    """Guided-backprop gradients ``[batch, C, H, W]``; ``.relu_calls`` counts the ReLUs it guided."""
+    model, images = as_model(model), check_images(images)
+    t = targets(model, images, target)
+    calls = [0]
+
+    def compute(m):
+        with torch.enable_grad():
+            x = images.detach().requires_grad_(True)
+            mode = GuidedReLUs()
+            with mode:
+                out = score(m, x, t).sum()
+            calls[0] = mode.calls
+            (g,) = torch.autograd.grad(out, x)
+        return g
+
+    attr = compute(model)
+    return Attribution(
+        "guided_backprop", attr, images, t, model=model, recompute=compute, relu_calls=calls[0]
+    )
