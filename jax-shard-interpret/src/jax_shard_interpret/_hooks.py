@@ -99,6 +99,8 @@ class Trace:
             v = view.to_site(x) if view is not None else x
             ctx = SiteContext(name, self.offset)
             for iv in ivs:
+                if hasattr(iv, "records"):  # an intervention that adds sites of its own (SAE latents)
+                    self.cache.update(iv.records(v, ctx))
                 v = iv(v, ctx)
             if keep:
                 self.cache[name] = v

@@ -33,6 +33,7 @@ class Model:
         self.module = module
         self.backend = backend_of(module)
         self.tokenizer = tokenizer
+        self.eos_token_id: int | None = None
         paths = [p for p, _ in iter_modules(module, self.backend)]
         self._raw: dict[str, tuple[str, str, Any]] = {}
         for p in paths:

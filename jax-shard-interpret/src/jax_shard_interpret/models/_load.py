@@ -8,6 +8,7 @@ folder written by ``save_pretrained``. ``random(cfg)`` makes seeded random weigh
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,10 @@ def from_pretrained(path: str | os.PathLike, framework: str = "nnx") -> Model:
     """A ``jsi.Model`` of the reference decoder for a Hugging Face folder (config.json + safetensors)."""
     folder = Path(path)
     cfg = DecoderConfig.from_dir(folder)
-    return Model(build(cfg, read_tensors(folder, cfg.arch), framework), tokenizer=tokenizer_of(folder))
+    model = Model(build(cfg, read_tensors(folder, cfg.arch), framework), tokenizer=tokenizer_of(folder))
+    eos = json.loads((folder / "config.json").read_text()).get("eos_token_id")
+    model.eos_token_id = eos[0] if isinstance(eos, list) else eos
+    return model
 
 
 def random(cfg: DecoderConfig, framework: str = "nnx", seed: int = 0) -> Model:
