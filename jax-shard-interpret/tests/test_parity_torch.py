@@ -119,3 +119,24 @@ def test_steered_generation_matches(pair):
     np.testing.assert_array_equal(
         j_ids[:, len(prompt) :], t_ids.numpy().reshape(1, -1)
     )  # tsi: new tokens only
+
+
+def test_embedded_smollm2_matches_torch():
+    """The embedded SmolLM2-135M (fp32) in JAX: same tokens, logits within 2e-4 absolute of tsi's
+    (measured 1.4e-4 on logits up to |28|, i.e. 5e-6 relative: float32 rounding through 30 blocks whose
+    residual stream reaches |2500|), the same DLA total, and the answer " Paris"."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[2] / "tests"))
+    from _models import embedded_model
+
+    tm = embedded_model()
+    jm = jsi.load("smollm2-135m")
+    prompt = "The Eiffel Tower is located in the city of"
+    r = tm.run(prompt)
+    ids = jm.tokenize(prompt)
+    np.testing.assert_array_equal(ids, r.tokens.numpy())
+    out, _ = jsi.run(jm, prompt)
+    diff = float(np.abs(np.asarray(out) - r.logits.float().numpy()).max())
+    assert diff < 2e-4, diff
+    assert jm.tokenizer.decode([int(out[0, -1].argmax())]) == " Paris"

@@ -65,7 +65,7 @@ def scores_to_probs(q: jax.Array, k: jax.Array, offset: Any) -> jax.Array:
     rep = q.shape[1] // k.shape[1]
     if rep > 1:
         k = jnp.repeat(k, rep, axis=1)
-    s = (q @ k.transpose(0, 1, 3, 2)).astype(jnp.float32) / jnp.sqrt(jnp.float32(q.shape[-1]))
+    s = (q @ k.transpose(0, 1, 3, 2)).astype(jnp.float32) * (q.shape[-1] ** -0.5)
     qpos = offset + jnp.arange(q.shape[2])
     allowed = jnp.arange(k.shape[2])[None, :] <= qpos[:, None]
     s = jnp.where(allowed, s, jnp.finfo(jnp.float32).min)
