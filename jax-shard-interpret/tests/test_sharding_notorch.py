@@ -24,8 +24,9 @@ SHARDED = textwrap.dedent(
         vec = jnp.linspace(-1, 1, 32)
         ivs = {"blocks.0.resid_post": jsi.Add(vec, positions=[2, 5])}
         ref_out, ref_cache = jsi.run(m, ids, cache="blocks.*.resid_post", interventions=ivs)
-        ref_patch = jsi.patching.activation_patching(m, ids[:1], ids[1:2], lambda l: l[:, -1, 3] - l[:, -1, 4])
-        ref_gen = jsi.steering.generate(m, ids, 4, interventions=ivs)
+        if fw == "nnx":
+            ref_patch = jsi.patching.activation_patching(m, ids[:1], ids[1:2], lambda l: l[:, -1, 3] - l[:, -1, 4])
+            ref_gen = jsi.steering.generate(m, ids, 4, interventions=ivs)
         # shard every weight matrix's first axis over "model" (where it divides), the batch over "data"
         def shard(x):
             if getattr(x, "ndim", 0) >= 2 and x.shape[0] % 2 == 0:
@@ -43,6 +44,8 @@ SHARDED = textwrap.dedent(
         np.testing.assert_allclose(out, ref_out, atol=1e-5)
         for k in ref_cache:
             np.testing.assert_allclose(cache[k], ref_cache[k], atol=1e-5)
+        if fw == "eqx":
+            continue  # patching and generation run the same jsi.run; checked once, on NNX
         p = jsi.patching.activation_patching(sm, sids[:1], sids[1:2], lambda l: l[:, -1, 3] - l[:, -1, 4])
         np.testing.assert_allclose(p.effects, ref_patch.effects, atol=1e-4)
         np.testing.assert_array_equal(jsi.steering.generate(sm, sids, 4, interventions=ivs), ref_gen)
