@@ -59,7 +59,10 @@ def bench_caching(rounds: int, batch: int, seq: int) -> dict:
             times[k].append(_time(cases[k]))
     base = times["plain jitted forward"]
     return {
-        k: {"median_ms": 1e3 * statistics.median(v), "ratio": statistics.median(a / b for a, b in zip(v, base))}
+        k: {
+            "median_ms": 1e3 * statistics.median(v),
+            "ratio": statistics.median(a / b for a, b in zip(v, base)),
+        }
         for k, v in times.items()
     }
 

@@ -92,8 +92,11 @@ def test_patching_matches(pair):
     jp = jsi.patching.activation_patching(jn, jnp.asarray(IDS), jnp.asarray(CORRUPT), metric, chunk=8)
     assert jp.sites == tp.sites
     np.testing.assert_allclose(jp.effects, tp.effects.numpy(), atol=1e-3)
-    loop = jsi.patching.activation_patching(jn, jnp.asarray(IDS), jnp.asarray(CORRUPT), metric, vmap=False)
-    np.testing.assert_allclose(loop.effects, jp.effects, atol=1e-5)
+    if arch == "llama":  # the Python-loop path gives the vmapped numbers (checked once)
+        loop = jsi.patching.activation_patching(
+            jn, jnp.asarray(IDS), jnp.asarray(CORRUPT), metric, vmap=False
+        )
+        np.testing.assert_allclose(loop.effects, jp.effects, atol=1e-5)
     ta = tsi.patching.attribution_patching(tm, torch.tensor(IDS), torch.tensor(CORRUPT), metric)
     ja = jsi.patching.attribution_patching(jn, jnp.asarray(IDS), jnp.asarray(CORRUPT), metric)
     np.testing.assert_allclose(ja.effects, ta.effects.numpy(), atol=1e-3)
@@ -111,8 +114,9 @@ def test_steered_generation_matches(pair):
     t_ids = t_out if torch.is_tensor(t_out) else None
     ivs = {"blocks.0.resid_post": jsi.Add(vec)}
     j_ids = jsi.steering.generate(jn, jnp.asarray([prompt]), 6, interventions=ivs)
-    e_ids = jsi.steering.generate(je, jnp.asarray([prompt]), 6, interventions=ivs)
-    np.testing.assert_array_equal(j_ids, e_ids)
+    if arch == "llama":  # Equinox generates the same tokens (checked once)
+        e_ids = jsi.steering.generate(je, jnp.asarray([prompt]), 6, interventions=ivs)
+        np.testing.assert_array_equal(j_ids, e_ids)
     plain = jsi.steering.generate(jn, jnp.asarray([prompt]), 6)
     assert not np.array_equal(plain, j_ids)  # the steering changes the continuation
     assert t_ids is not None, type(t_out)
