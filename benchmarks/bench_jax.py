@@ -61,7 +61,7 @@ def bench_caching(rounds: int, batch: int, seq: int) -> dict:
     return {
         k: {
             "median_ms": 1e3 * statistics.median(v),
-            "ratio": statistics.median(a / b for a, b in zip(v, base)),
+            "ratio": statistics.median(a / b for a, b in zip(v, base, strict=True)),
         }
         for k, v in times.items()
     }

@@ -59,7 +59,7 @@ def main(rounds: int = 15, batch: int = 4, seq: int = 64) -> None:
             jax.block_until_ready(plain() if k.endswith("forward") else cap())
             times[k].append(time.perf_counter() - t0)
     base = times["penzai plain jitted forward"]
-    res = {k: {"median_ms": 1e3 * statistics.median(v), "ratio": statistics.median(a / b for a, b in zip(v, base))}
+    res = {k: {"median_ms": 1e3 * statistics.median(v), "ratio": statistics.median(a / b for a, b in zip(v, base, strict=True))}
            for k, v in times.items()}  # fmt: skip
     res["saved_values"] = n_saved
     print(json.dumps(res, indent=1))
