@@ -2,8 +2,9 @@
 with SmolLM2-135M's shape (random weights; penzai runs its own model classes only), jitted, on CPU.
 
 penzai's capture: ``SaveIntermediate`` layers inserted after every ``TransformerBlock`` with
-``pz.select(...).insert_after``; the saved values are state variables, so the jitted function unbinds them
-(``pz.unbind_state_vars``) and returns them. Run in an environment with penzai (for example the torch-free
+``pz.select(...).insert_after``; the jitted function binds the model's variables (``pz.unbind_variables``
+outside, ``bind_variables`` inside) and returns the saved values with the logits.
+Run in an environment with penzai (for example the torch-free
 ``jax-shard-interpret/.venv-notorch``): ``python benchmarks/bench_penzai.py``.
 """
 

@@ -143,3 +143,27 @@ def test_errors_are_one_clear_sentence():
     # the classes are restored after a failure: a plain call is unhooked
     assert "__call__" not in NBlock.__dict__ or NBlock.__dict__["__call__"].__name__ == "__call__"
     np.testing.assert_allclose(m.module(X), jsi.run(m, X)[0], atol=1e-6)
+
+
+def test_patch_from_cache_and_mean_resample_ablation():
+    m = jsi.wrap(_models()["nnx"])
+    other = X[::-1] * 2.0
+    _, src = jsi.run(m, other, cache="layers.0:output")
+    out_src, _ = jsi.run(m, other)
+    # patching every position of the block-0 output from the other run reproduces that run's output
+    out, _ = jsi.run(m, X, interventions={"layers.0:output": jsi.Patch(src)})
+    np.testing.assert_allclose(out, out_src, atol=1e-5)
+    # one position only: the other positions of block 0 keep this run's values
+    _, c = jsi.run(
+        m, X, cache="layers.0:output", interventions={"layers.0:output": jsi.Patch(src, positions=[-1])}
+    )
+    _, base = jsi.run(m, X, cache="layers.0:output")
+    np.testing.assert_allclose(c["layers.0:output"][:, -1], src["layers.0:output"][:, -1], atol=1e-6)
+    np.testing.assert_allclose(c["layers.0:output"][:, :-1], base["layers.0:output"][:, :-1], atol=1e-6)
+    _, c = jsi.run(m, X, cache="layers.0:output", interventions={"layers.0:output": jsi.Ablate("mean")})
+    mean = base["layers.0:output"].mean(axis=(0, 1))
+    np.testing.assert_allclose(c["layers.0:output"], np.broadcast_to(mean, X.shape), atol=1e-6)
+    _, c = jsi.run(m, X, cache="layers.0:output", interventions={"layers.0:output": jsi.Ablate("resample")})
+    np.testing.assert_allclose(
+        c["layers.0:output"][0], base["layers.0:output"][1], atol=1e-6
+    )  # batch 2: swapped
