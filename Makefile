@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 # Empty = the default package index; set it to install torch from another wheel index.
 TORCH_INDEX ?=
-EXTRAS ?= hf,web,store,dev
+EXTRAS ?= hf,web,store,dev,digits
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
