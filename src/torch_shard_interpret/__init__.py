@@ -40,6 +40,8 @@ _SUBPACKAGES = (
     "testing",
     "distributed",
     "serve",
+    "anomaly",
+    "diff",
 )
 
 __all__ = [*_core_all, "load", "__version__"]
