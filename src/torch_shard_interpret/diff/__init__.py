@@ -8,6 +8,12 @@ cc.classes                                              # per latent: shared / a
 from ._compare import DiffResult as DiffResult
 from ._compare import compare as compare
 from ._crosscoder import Crosscoder as Crosscoder
+from ._latents import CrosscoderResult as CrosscoderResult
+from ._latents import load_crosscoder as load_crosscoder
+from ._latents import train_crosscoder as train_crosscoder
 from ._pairs import DiffError as DiffError
+from ._quant import quantized_copy as quantized_copy
+from ._toy import planted_difference as planted_difference
 
-__all__ = ["Crosscoder", "DiffError", "DiffResult", "compare"]
+__all__ = ["Crosscoder", "CrosscoderResult", "DiffError", "DiffResult", "compare", "load_crosscoder",
+           "planted_difference", "quantized_copy", "train_crosscoder"]  # fmt: skip

@@ -106,7 +106,7 @@ def fit_crosscoder(
                 kept = z[z > 0]
                 if kept.numel():
                     cc.threshold.mul_(0.99).add_(0.01 * kept.min())
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.update(1)
             if step % 50 == 0:
                 bar.set_postfix_str(f"loss {loss.item():.3f}")

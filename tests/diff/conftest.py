@@ -1,0 +1,17 @@
+"""Shared trojan tasks (trained once per machine, cached under $TSI_CACHE)."""
+
+from __future__ import annotations
+
+import pytest
+
+from torch_shard_interpret.bench._trojan import trojan
+
+
+@pytest.fixture(scope="session")
+def lm_trojan():
+    return trojan("lm", progress=False)
+
+
+@pytest.fixture(scope="session")
+def digits_trojan():
+    return trojan("digits", progress=False)
