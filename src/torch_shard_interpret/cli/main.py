@@ -32,6 +32,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "serve",
     "harvest",
     "train_sae",
+    "anomaly",
+    "diff",
 )
 
 _TRUTHY = {"1", "true", "yes", "on"}
