@@ -54,36 +54,24 @@ def test_fit_then_score_and_evaluate(files, capsys):
     assert code == 0 and "AUROC" in capsys.readouterr().out
 
 
+def _fit_args(files, out):
+    return ["anomaly", "fit", "--model", "tiny", "--data", str(files / "trusted.txt"), "--out", str(out)]
+
+
 def test_non_empty_out_is_refused(files, capsys):
     (files / "det").mkdir()
     (files / "det" / "x").write_text("keep")
-    code = main(
-        [
-            "anomaly",
-            "fit",
-            "--model",
-            "tiny",
-            "--data",
-            str(files / "trusted.txt"),
-            "--out",
-            str(files / "det"),
-        ]
-    )
+    code = main(_fit_args(files, files / "det"))
     err = capsys.readouterr().err
     assert code == 2 and "--overwrite" in err and (files / "det" / "x").read_text() == "keep"
 
 
 def test_bad_detector_is_one_line(files, capsys):
-    args = [
-        "anomaly",
-        "fit",
-        "--model",
-        "tiny",
-        "--data",
-        str(files / "trusted.txt"),
-        "--out",
-        str(files / "d"),
-    ]
-    assert main([*args, "--detector", "nope"]) == 2
+    assert main([*_fit_args(files, files / "d"), "--detector", "nope"]) == 2
     err = capsys.readouterr().err
     assert "choose one of" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_data_file(files, capsys):
+    assert main(_fit_args(files, files / "d")[:5] + [str(files / "nope.txt"), "--out", str(files / "d")]) == 2
+    assert "no data file" in capsys.readouterr().err

@@ -1,17 +1,3 @@
-"""Shared trojan tasks (trained once per machine, cached under $TSI_CACHE)."""
+"""Shared trojan tasks (see tests/_tasks.py)."""
 
-from __future__ import annotations
-
-import pytest
-
-from torch_shard_interpret.bench._trojan import trojan
-
-
-@pytest.fixture(scope="session")
-def lm_trojan():
-    return trojan("lm", progress=False)
-
-
-@pytest.fixture(scope="session")
-def digits_trojan():
-    return trojan("digits", progress=False)
+from _tasks import digits_trojan, lm_trojan  # noqa: F401

@@ -45,30 +45,17 @@ def register(subparsers: Any) -> None:
 
 
 def read_texts(path: str) -> list[str]:
-    """Texts from a .txt file (one per non-empty line) or a .jsonl file (field ``text``)."""
+    """Texts from a .txt (one per non-empty line), .jsonl (field ``text``) or .parquet (column ``text``) file."""
     from ..core import InputError
+    from ..store._data import _read_jsonl, _read_parquet, _read_txt
 
     p = Path(path)
-    if not p.is_file():
+    readers = {".txt": _read_txt, ".jsonl": _read_jsonl, ".parquet": _read_parquet}
+    if p.suffix.lower() not in readers or not p.is_file():
         raise InputError(
             f"no data file at {path!r}; give a .txt file (one text per line) or .jsonl with 'text'"
         )
-    texts = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        if p.suffix == ".jsonl":
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"{path} line {n} is not valid JSON ({exc.msg}); write one object per line"
-                ) from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise InputError(f'{path} line {n} needs a "text" string, e.g. {{"text": "..."}}')
-            texts.append(row["text"])
-        else:
-            texts.append(line)
+    texts = list(readers[p.suffix.lower()](p))
     if not texts:
         raise InputError(f"{path} holds no text; write one text per line")
     return texts
