@@ -1,6 +1,6 @@
 """Throughput of anomaly detection and crosscoder training (tsi.anomaly, tsi.diff).
 
-A. On the embedded model (SmolLM2-135M, fp32, CPU), the 48 English sentences of the distribution-shift task
+A. On the embedded model (SmolLM2-135M, fp32, CPU), the first ``--texts`` of the 48 English sentences of the distribution-shift task
    (batch 16): tokens/s of a plain forward (``model.run`` with no cache), of ``tsi.anomaly.fit`` (Mahalanobis,
    30 ``blocks.*.resid_post`` sites, features + fit) and of ``det.score``.
 B. Training throughput (rows/s) of a BatchTopK crosscoder against ``tsi.sae.train`` (BatchTopK) at the same
@@ -36,9 +36,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--width", type=int, default=2304)
     ap.add_argument("--k", type=int, default=32)
+    ap.add_argument("--texts", type=int, default=48, help="how many of the 48 sentences to run (part A)")
     args = ap.parse_args()
     model = tsi.load("smollm2-135m")
-    texts = shift_texts()["prose"]
+    texts = shift_texts()["prose"][: args.texts]
     n_tok = int(model.run(texts).attention_mask.sum())
     sites = "blocks.*.resid_post"
 
