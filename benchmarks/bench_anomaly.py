@@ -50,7 +50,9 @@ def main() -> None:
     det = tsi.anomaly.fit(model, texts, sites=sites, progress=False)
     cases = {
         "plain forward (model.run)": forward,
-        "anomaly.fit mahalanobis, 30 sites": lambda: tsi.anomaly.fit(model, texts, sites=sites, progress=False),
+        "anomaly.fit mahalanobis, 30 sites": lambda: tsi.anomaly.fit(
+            model, texts, sites=sites, progress=False
+        ),
         "det.score, 30 sites": lambda: det.score(texts, batch_size=16),
     }
     times: dict[str, list[float]] = {k: [] for k in cases}
@@ -71,7 +73,13 @@ def main() -> None:
     rows_per_run = args.steps * batch
     train = {
         f"sae.train batchtopk d_sae={args.width}": lambda: tsi.sae.train(
-            xa, kind="batchtopk", d_sae=args.width, k=args.k, steps=args.steps, batch_size=batch, progress=False
+            xa,
+            kind="batchtopk",
+            d_sae=args.width,
+            k=args.k,
+            steps=args.steps,
+            batch_size=batch,
+            progress=False,
         ),
         f"crosscoder batchtopk d_latent={args.width}": lambda: fit_crosscoder(
             xa, xb, args.width, args.k, args.steps, batch, 1e-3, progress=False
