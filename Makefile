@@ -12,6 +12,7 @@ EXTRAS ?= hf,web,store,dev,vision,vision-test
 ARCHS ?= 1
 ARCHS_VENV ?= .venv-archs
 ARCHS_SPEC ?= torch==2.14.1 torchvision==0.29.1 timm
+EXTRAS ?= hf,web,store,dev,digits
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

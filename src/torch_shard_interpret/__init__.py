@@ -45,6 +45,8 @@ _SUBPACKAGES = (
     "bench",
     "analysis",
     "vision",
+    "anomaly",
+    "diff",
 )
 
 __all__ = [*_core_all, "wrap", "load", "__version__"]

@@ -34,6 +34,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "train_sae",
     "bench",
     "vision_report",
+    "anomaly",
+    "diff",
 )
 
 _TRUTHY = {"1", "true", "yes", "on"}

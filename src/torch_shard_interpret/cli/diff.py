@@ -1,0 +1,79 @@
+"""``tsi diff MODEL_A MODEL_B --data FILE --out DIR``: per-site divergence, logit-lens KL, and a crosscoder whose
+B-only / A-only latents the HTML report shows with their top-activating examples."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+HELP = "compare two models of one architecture on texts: divergence per site, logit lens, crosscoder latents"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("diff", help=HELP, description=HELP + ". A name ending in ':int8' or ':int4' "
+                                   "is that model with its weights rounded locally (e.g. smollm2-135m:int8).")  # fmt: skip
+    parser.add_argument("model_a", metavar="MODEL_A")
+    parser.add_argument("model_b", metavar="MODEL_B")
+    parser.add_argument(
+        "--data", required=True, metavar="FILE", help=".txt (one text per line) or .jsonl ('text')"
+    )
+    parser.add_argument("--out", metavar="DIR", help="write report.html, diff.json and crosscoder/ here")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    parser.add_argument(
+        "--sites", default="blocks.*.resid_post", help="sites to compare (globs, comma-separated)"
+    )
+    parser.add_argument("--site", help="crosscoder site (default: the middle block's resid_post)")
+    parser.add_argument("--d-latent", type=int, help="crosscoder width (default 4 x d_model)")
+    parser.add_argument("--k", type=int, default=16, help="BatchTopK: active latents per row on average (16)")
+    parser.add_argument("--steps", type=int, default=500, help="crosscoder training steps (500; 0 skips it)")
+    parser.set_defaults(run=run)
+
+
+def load_variant(name: str) -> Any:
+    """``load_model(name)``; ``NAME:int8`` / ``NAME:int4``: a locally quantised copy of ``NAME``."""
+    from ..diff import quantized_copy
+    from ._common import load_model
+
+    base, _, suffix = name.rpartition(":")
+    if base and suffix in ("int8", "int4"):
+        return quantized_copy(load_model(base), bits=int(suffix[3:]))
+    return load_model(name)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._io import atomic_write
+    from .._render import standalone
+    from ..diff import compare, train_crosscoder
+    from .anomaly import check_out, read_texts
+
+    out = check_out(args.out, args.overwrite) if args.out else None
+    texts = read_texts(args.data)
+    a, b = load_variant(args.model_a), load_variant(args.model_b)
+    sites = [s.strip() for s in args.sites.split(",") if s.strip()]
+    bar = sys.stderr.isatty()
+    d = compare(a, b, texts, sites=sites, progress_bar=bar)
+    print(f"{'site':28s} {'divergence':>12s} {'lens KL':>10s}")
+    for s, v in d.divergence.items():
+        print(f"{s:28s} {v:12.4g} {d.lens_kl.get(s, float('nan')):10.4g}")
+    print(f"final next-token KL(A || B): {d.logits_kl:.4g} nats over {d.n_rows} tokens")
+    cc = None
+    if args.steps > 0:
+        site = args.site or f"blocks.{(a.cfg.n_layers or 2) // 2}.resid_post"
+        width = args.d_latent or 4 * (a.cfg.d_model or 64)
+        cc = train_crosscoder(a, b, texts, site=site, d_latent=width, k=args.k, steps=args.steps,
+                              batch_size=1024, progress=bar)  # fmt: skip
+        print(f"crosscoder at {site}: {cc.counts()}  FVE A {cc.fve['a']:.3f} B {cc.fve['b']:.3f}")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        title = f"{args.model_a} vs {args.model_b}"
+        body = d.to_html() + (cc.to_html() if cc is not None else "")
+        atomic_write(out / "report.html", standalone(f"tsi diff: {title}", f"<h1>{title}</h1>" + body))
+        payload = {"model_a": args.model_a, "model_b": args.model_b, **d.to_dict()}
+        if cc is not None:
+            payload["crosscoder"] = cc.to_dict()
+            cc.save(out / "crosscoder")
+        atomic_write(out / "diff.json", json.dumps(payload, indent=1))
+        print(f"wrote {out / 'report.html'}")
+    return 0

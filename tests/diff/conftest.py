@@ -1,0 +1,3 @@
+"""Shared trojan tasks (see tests/_tasks.py)."""
+
+from _tasks import digits_trojan, lm_trojan  # noqa: F401
