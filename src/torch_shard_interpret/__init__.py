@@ -40,6 +40,7 @@ _SUBPACKAGES = (
     "testing",
     "distributed",
     "serve",
+    "circuits",
 )
 
 __all__ = [*_core_all, "load", "__version__"]
