@@ -150,6 +150,8 @@ class Patcher:
         self.chunks: list[tuple[int, torch.Tensor]] = []  # (first source index, [b, p, n_src, d] deltas)
         self.resid: dict[str, torch.Tensor] = {}
         self.inside = False
+        for i in range(lay.graph.n_layers):  # read the output projections now, never inside a hook
+            lay.w_o(i, ref.z[i].float())
         rows = torch.arange(self.K).repeat_interleave(n)
         self.rowA = A.to(torch.float32)[rows]  # [b, S, D]
 
