@@ -87,10 +87,11 @@ class Circuit:
         """Write MIB circuit JSON."""
         return atomic_write(path, json.dumps(self.to_dict()))
 
-    def to_html(self, curve: Any = None, title: str = "Circuit") -> str:
+    def to_html(self, curve: Any = None, title: str = "Circuit", notes: list[str] | None = None) -> str:
+        """A self-contained page: the circuit (layers down the page) and, if given, its faithfulness curve."""
         from ._html import circuit_html
 
-        return circuit_html(self, curve=curve, title=title)
+        return circuit_html(self, curve=curve, title=title, notes=notes)
 
     def __repr__(self) -> str:
         return f"tsi.circuits.Circuit({len(self)} of {len(self.graph.edges)} edges, {len(self.nodes)} nodes)"

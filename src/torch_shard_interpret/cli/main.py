@@ -32,6 +32,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "serve",
     "harvest",
     "train_sae",
+    "circuit",
 )
 
 _TRUTHY = {"1", "true", "yes", "on"}
