@@ -47,6 +47,7 @@ _SUBPACKAGES = (
     "vision",
     "anomaly",
     "diff",
+    "circuits",
 )
 
 __all__ = [*_core_all, "wrap", "load", "__version__"]

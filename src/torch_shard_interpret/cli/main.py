@@ -36,6 +36,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "vision_report",
     "anomaly",
     "diff",
+    "circuit",
 )
 
 _TRUTHY = {"1", "true", "yes", "on"}

@@ -1,0 +1,76 @@
+"""``tsi circuit`` end to end on the hand-built toy model (registered under a name, as other CLI tests do)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import torch_shard_interpret as tsi
+from torch_shard_interpret.circuits._toy import toy_circuit
+from torch_shard_interpret.cli import _common
+from torch_shard_interpret.cli.main import main
+
+
+class _Tok:
+    """Characters are tokens: enough for the CLI's prompts and single-token targets."""
+
+    pad_token = "~"
+    eos_token = "~"
+
+    def __call__(self, text, add_special_tokens=False, **kw):
+        return {"input_ids": [ord(c) % 32 for c in text]}
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    task = toy_circuit(0)
+    model = task.model
+    model.tokenizer = _Tok()
+    monkeypatch.setattr(model, "to_tokens", lambda text: torch.tensor([[ord(c) % 32 for c in text]]))
+    monkeypatch.setitem(_common.PRELOADED, "toy", model)
+    return model
+
+
+def test_cli_writes_json_and_html(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [
+        "circuit",
+        "--model",
+        "toy",
+        "--clean",
+        "abcdef",
+        "--corrupt",
+        "ghijkl",
+        "--clean",
+        "mnopqr",
+        "--corrupt",
+        "stuvwx",
+        "--target",
+        "a",
+        "--baseline",
+        "b",
+        "--method",
+        "eap",
+        "--top",
+        "8",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    loaded = tsi.circuits.load(out / "circuit.json")
+    assert len(loaded) <= 8 and len(loaded) > 0
+    html = (out / "circuit.html").read_text()
+    assert (
+        html.startswith("<!DOCTYPE html>")
+        and "<svg" in html
+        and "CPR" in html
+        and "http" not in html.split("xmlns")[0]
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["faithfulness"]["ablation"] == "patch" and len(summary["curve"]["values"]) == 10
+    assert "faithfulness" in capsys.readouterr().out
+    assert main(args) != 0  # a non-empty --out needs --overwrite
+    assert "not empty" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
