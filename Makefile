@@ -5,20 +5,18 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 # Empty = the default package index; set it to install torch from another wheel index.
 TORCH_INDEX ?=
-EXTRAS ?= hf,web,store,dev,vision,vision-test
+EXTRAS ?= hf,web,store,dev,vision,vision-test,digits
 
 # torchvision and timm do not import beside TORCH_SPEC's torch, so their architecture tests (tests_archs/) run in a
 # second venv with a torch that they do (about 75 s and 5.6 GB from a local wheel mirror). ARCHS=0 skips that run.
 ARCHS ?= 1
 ARCHS_VENV ?= .venv-archs
 ARCHS_SPEC ?= torch==2.14.1 torchvision==0.29.1 timm
-EXTRAS ?= hf,web,store,dev,digits
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint format bench mutate clean
-.PHONY: venv demo test test-archs lint format bench clean
+.PHONY: venv demo test test-archs lint format bench mutate clean
 
 # Browser tests drive Debian's chromium (never a browser download); install it when missing and possible.
 # Defined before `venv` uses it: make expands a rule's prerequisites when it reads the rule.
@@ -61,13 +59,11 @@ format: venv
 
 # pytest exits 5 when no test ran; make treats that as a failure, as it should.
 test: venv
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests tests_archs jax-shard-interpret
 	$(BIN)/pyright --pythonpath $(BIN)/python
 	TSI_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/python -m pytest
-	$(BIN)/ruff check src tests tests_archs
-	$(BIN)/ruff check src tests jax-shard-interpret
-	$(BIN)/python -m pytest
 	@if [ "$(ARCHS)" = 1 ]; then $(MAKE) test-archs; fi
+
 $(ARCHS_VENV)/.installed: pyproject.toml
 	test -x $(ARCHS_VENV)/bin/python || $(PYTHON) -m venv $(ARCHS_VENV)
 	$(ARCHS_VENV)/bin/python -m pip install $(ARCHS_SPEC) numpy safetensors pytest pytest-timeout

@@ -20,6 +20,8 @@ from ._suite import CHECKS as CHECKS
 from ._suite import run as run
 from ._toy import ToySuperposition as ToySuperposition
 from ._toy import toy_superposition as toy_superposition
+from ._trojan import Trojan as Trojan
+from ._trojan import trojan as trojan
 
 __all__ = [
     "CHECKS",
@@ -34,4 +36,6 @@ __all__ = [
     "modular_addition",
     "run",
     "toy_superposition",
+    "Trojan",
+    "trojan",
 ]

@@ -24,6 +24,9 @@ CHECKS: tuple[str, ...] = (
     "torch_shard_interpret.bench._check_circuit:checks",
     "torch_shard_interpret.bench._check_concept:checks",
     "torch_shard_interpret.bench._check_modular:checks",
+    "torch_shard_interpret.bench._trojan:checks",
+    "torch_shard_interpret.anomaly._bench:checks",
+    "torch_shard_interpret.vision._bench:checks",
 )
 SUITES = ("quick", "full")
 
