@@ -30,8 +30,9 @@ import torch
 from torch import nn
 
 from .._io import atomic_path, atomic_write
+from .._wrap import wrap
 from ..core._errors import InputError
-from ..core._model import Model, wrap
+from ..core._model import Model
 from ..loading._embedded import cache_root
 
 VOCAB, SEQ, N_NORMAL, FIRST = 64, 12, 48, 4

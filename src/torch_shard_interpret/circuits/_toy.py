@@ -36,7 +36,7 @@ class ToyCircuit:
 def toy_circuit(seed: int = 0, n: int = 4, pos: int = 6) -> ToyCircuit:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ..core._model import wrap
+    from .._wrap import wrap
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(

@@ -12,7 +12,8 @@ import copy
 import torch
 from torch import nn
 
-from ..core._model import Model, wrap
+from .._wrap import wrap
+from ..core._model import Model
 from ._pairs import DiffError
 
 

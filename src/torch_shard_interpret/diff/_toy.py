@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core._model import Model, wrap
+from .._wrap import wrap
+from ..core._model import Model
 
 
 class ToyAutoencoder(nn.Module):
