@@ -81,7 +81,13 @@ class _Lines(_Silent):
             else f"{self.n:g} {self.unit}"
         )
         tail = f"  {self.postfix}" if self.postfix else ""
-        print(f"{self.desc}: {count} {now - self._t0:.1f}s{tail}", file=self.stream, flush=True)
+        # No stream given: the stderr of the moment, so a bar finished late (a generator closed by the
+        # garbage collector) never writes to a stream that was swapped out and closed since it began.
+        stream = sys.stderr if self.stream is None else self.stream
+        try:
+            print(f"{self.desc}: {count} {now - self._t0:.1f}s{tail}", file=stream, flush=True)
+        except (ValueError, OSError):  # a closed or broken stream: progress is never worth a failure
+            pass
 
     def close(self) -> None:
         if not self._closed:
@@ -97,15 +103,15 @@ def progress(
     also a context manager. ``enabled=False`` gives a silent bar."""
     if not enabled:
         return _Silent()
-    stream = sys.stderr if stream is None else stream
-    isatty = getattr(stream, "isatty", None)
+    target = sys.stderr if stream is None else stream
+    isatty = getattr(target, "isatty", None)
     if isatty is not None and isatty():
         try:
             from tqdm.auto import tqdm
         except ImportError:  # tqdm is optional (hf extra); fall back to plain lines
             pass
         else:
-            return tqdm(total=total, desc=desc, unit=unit, leave=False, file=stream)
+            return tqdm(total=total, desc=desc, unit=unit, leave=False, file=target)
     return _Lines(total, desc, unit, stream)
 
 

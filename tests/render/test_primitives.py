@@ -2,6 +2,7 @@
 
 import io
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -60,3 +61,20 @@ def test_progress_prints_few_lines_off_a_terminal():
 def test_disabled_progress_is_silent_and_track_yields_everything(capsys):
     assert list(track(range(7), enabled=False)) == list(range(7))
     assert capsys.readouterr().err == ""
+
+
+def test_a_bar_finished_after_its_stream_closed_does_not_raise(monkeypatch):
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    items = track(range(100), desc="late")
+    next(items), next(items)  # one item done
+    first.close()  # the stderr of the bar's start is gone (as pytest's capture is after a test)
+    later = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", later)
+    items.close()  # the generator's finally emits its last line: to the stderr of now
+    assert "late: 1/100" in later.getvalue()
+    explicit = io.StringIO()
+    bar = progress(total=4, desc="x", stream=explicit)
+    explicit.close()
+    bar.update(4)  # a closed explicit stream: progress gives up quietly
+    bar.close()

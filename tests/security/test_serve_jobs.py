@@ -76,7 +76,9 @@ def test_full_queue_is_429_with_retry_after(gated):
         gate.set()
         for j in (first, second):
             assert wait_status(c, j.json()["id"], ("cancelled",))["status"] == "cancelled"
-        assert c.post("/api/jobs", json={"kind": "run", "params": {"prompt": "a"}}).status_code == 202
+        after = c.post("/api/jobs", json={"kind": "run", "params": {"prompt": "a"}})
+        assert after.status_code == 202
+        assert wait_status(c, after.json()["id"], ("done",))["status"] == "done"
 
 
 def test_running_and_queued_jobs_are_never_evicted(monkeypatch):
