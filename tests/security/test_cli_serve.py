@@ -66,3 +66,22 @@ def test_bad_serve_options_name_the_range(started, capsys, extra, needle):
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert "app" not in started
+
+
+def test_starting_the_server_leaves_other_logging_handlers_open(started, capsys):
+    """uvicorn's default logging set-up closes every handler in the process; some (absl's) close their stream."""
+    import io
+    import logging
+
+    class ClosingHandler(logging.StreamHandler):
+        def close(self):
+            self.stream.close()
+            super().close()
+
+    stream = io.StringIO()
+    handler = ClosingHandler(stream)
+    try:
+        assert main(["serve", "--model", "tiny", "--no-attention"]) == 0
+        assert not stream.closed
+    finally:
+        handler.close()

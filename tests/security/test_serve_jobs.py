@@ -135,7 +135,7 @@ _SERVER = textwrap.dedent(
     app = create_app(model, attention=False, allowed_hosts=["127.0.0.1"])
     port = int(sys.argv[1])
     print("ready", flush=True)
-    serve_until_interrupted(app, uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serve_until_interrupted(app, uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None))
     print("stopped", flush=True)
     """
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import secrets
 import sys
 from typing import Any
@@ -127,7 +128,10 @@ def run(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     query = f"?token={token}" if token else ""
     print(f"tsi serve: open http://{host}:{args.port}/{query}  (Ctrl+C to stop)", file=err, flush=True)
-    serve_until_interrupted(app, uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
+    # log_config=None: uvicorn's default dictConfig closes every logging handler in the process (a library
+    # such as absl then closes the stream it holds); serve_until_interrupted sets up uvicorn's own logger.
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", log_config=None)
+    serve_until_interrupted(app, config)
     return 0
 
 
@@ -137,6 +141,9 @@ def serve_until_interrupted(app: Any, config: Any) -> None:
 
     jobs = app.state.jobs
     config.timeout_graceful_shutdown = 3
+    log = logging.getLogger("uvicorn")
+    if not log.handlers:  # uvicorn's warnings and errors go to stderr, without reconfiguring logging
+        log.addHandler(logging.StreamHandler())
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
