@@ -14,6 +14,8 @@ a file that the manifest does not list (or lists with another checksum) is never
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,9 @@ FORMAT = "tsi-activation-store"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 TOKENS = "tokens"  # the tensor name of the token ids in every shard
+STORE_DTYPES = ("float32", "bfloat16", "float16")  # the dtypes a store holds on disk
+# The settings a store id is computed from: what fixes the bytes of every shard.
+ID_SETTINGS = ("sites", "dtype", "context", "batch_size", "shard_rows", "source")
 
 
 def shard_name(index: int) -> str:
@@ -39,8 +44,20 @@ def atomic_write(path: Path, data: bytes, tag: str = "") -> None:
     """Write ``data`` to ``path`` through a temp file in the same folder, fsync, then ``os.replace``.
 
     A process killed at any moment leaves either the old file or the new one, plus at worst a stray
-    ``.tmp`` file (never read, removed by the next harvest)."""
-    _io.atomic_write(path, data, mode=None, prefix=f".{path.name}.{tag}", fsync=True)
+    ``.tmp`` file (never read, removed by the next harvest). A failed write (disk full, no permission)
+    raises ``StoreError`` naming ``path``; the temp file is removed."""
+    try:
+        _io.atomic_write(path, data, mode=None, prefix=f".{path.name}.{tag}", fsync=True)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreError(
+                f"the disk is full (no space left on the device) while writing {path}; free some space and "
+                "rerun with resume=True to keep the finished shards, or choose a folder on another disk"
+            ) from None
+        raise StoreError(
+            f"cannot write {path} ({exc.strerror or exc}); check the folder's permissions and free space, "
+            "then rerun with resume=True"
+        ) from None
     _io.fsync_dir(path.parent)
 
 
@@ -57,6 +74,12 @@ def read_json(path: Path) -> dict[str, Any]:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise StoreError(f"{path} is not valid JSON ({exc.msg}); the store is damaged") from None
+    except UnicodeDecodeError:
+        raise StoreError(f"{path} is not UTF-8 text (a binary file?); the store is damaged") from None
+    except OSError as exc:
+        raise StoreError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(obj, dict):
+        raise StoreError(f"{path} holds a JSON {type(obj).__name__}, not an object; the store is damaged")
     return obj
 
 
@@ -64,12 +87,31 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     manifest = read_json(folder / MANIFEST)
     if manifest.get("format") != FORMAT:
         raise StoreError(f"{folder / MANIFEST} is not a torch-shard-interpret activation store manifest")
-    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+    version = manifest.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise StoreError(
+            f"{folder / MANIFEST} has format_version {version!r}, not an integer; the store is damaged"
+        )
+    if version > FORMAT_VERSION:
         raise StoreError(
             f"{folder} uses store format version {manifest['format_version']}, newer than this "
             f"torch-shard-interpret reads ({FORMAT_VERSION}); upgrade torch-shard-interpret"
         )
     return manifest
+
+
+def store_id(settings: dict[str, Any]) -> str:
+    """The id written into the manifest and every shard: a hash of the settings that fix the shards' bytes.
+
+    A hash rather than a random id, so that the same harvest gives the same bytes in any run, folder or
+    rank (resume and data-parallel ranks need nothing from each other); a store with other settings (data,
+    sites, dtype, context...) has another id, so its shards are refused here. The model enters by its
+    identity (name, class, width), not by where its files are."""
+    model = settings.get("model") or {}
+    key = {k: settings.get(k) for k in ID_SETTINGS}
+    key["model"] = {k: model.get(k) for k in ("name", "class", "d_model")}
+    blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:32]
 
 
 def remove_stray_temps(folder: Path) -> None:
