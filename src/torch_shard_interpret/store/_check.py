@@ -32,7 +32,8 @@ _TOKENS_DTYPE = ("I32", 4)
 _MAX_HEADER = 100 * 2**20  # safetensors' own limit on the JSON header
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _ENTRY_INTS = ("index", "seq_start", "seq_stop", "row_start", "row_stop", "bytes")
-_FIX = "re-harvest it (tsi.store.harvest(..., overwrite=True)) or restore the folder from a copy"
+_FIX = "re-harvest the store (tsi.store.harvest(..., overwrite=True)) or restore the folder from a copy"
+_FIX_SHARD = "delete it and rerun tsi.store.harvest(..., resume=True) to rewrite it"
 
 
 def _is_int(x: Any) -> bool:
@@ -151,21 +152,27 @@ def read_header(file: Path, size: int) -> tuple[dict[str, Any], int]:
         with file.open("rb") as f:
             head = f.read(8)
             if len(head) < 8:
-                raise StoreCorruptError(f"shard file {file} is too short to be a safetensors file; {_FIX}")
+                raise StoreCorruptError(
+                    f"shard file {file} is too short to be a safetensors file; {_FIX_SHARD}"
+                )
             (n,) = struct.unpack("<Q", head)
             if n > min(size - 8, _MAX_HEADER):
                 raise StoreCorruptError(
-                    f"shard file {file} has a header length of {n} bytes that does not fit the file; {_FIX}"
+                    f"shard file {file} has a header length of {n} bytes that does not fit the file; {_FIX_SHARD}"
                 )
             raw = f.read(n)
     except OSError as exc:
-        raise StoreCorruptError(f"shard file {file} cannot be read ({exc.strerror or exc}); {_FIX}") from None
+        raise StoreCorruptError(
+            f"shard file {file} cannot be read ({exc.strerror or exc}); {_FIX_SHARD}"
+        ) from None
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise StoreCorruptError(f"shard file {file} has a header that is not valid JSON; {_FIX}") from None
+        raise StoreCorruptError(
+            f"shard file {file} has a header that is not valid JSON; {_FIX_SHARD}"
+        ) from None
     if not isinstance(header, dict):
-        raise StoreCorruptError(f"shard file {file} has a header that is not a JSON object; {_FIX}")
+        raise StoreCorruptError(f"shard file {file} has a header that is not a JSON object; {_FIX_SHARD}")
     return header, n
 
 
@@ -177,7 +184,7 @@ def check_header(folder: Path, m: dict[str, Any], entry: dict[str, Any]) -> None
     header, n = read_header(file, entry["bytes"])
 
     def bad(what: str) -> StoreCorruptError:
-        return StoreCorruptError(f"shard file {file} {what}; {_FIX}")
+        return StoreCorruptError(f"shard file {file} {what}; {_FIX_SHARD}")
 
     meta = header.pop("__metadata__", None)
     try:

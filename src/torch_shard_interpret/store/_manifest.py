@@ -66,18 +66,19 @@ def write_json(path: Path, obj: dict[str, Any], tag: str = "") -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; a missing, unreadable, non-JSON or non-object file is a ``StoreError``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise StoreError(f"no activation store at {str(path.parent)!r}: {path.name} is missing") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StoreError(f"{path} is not valid JSON ({exc.msg}); the store is damaged") from None
-    except UnicodeDecodeError:
-        raise StoreError(f"{path} is not UTF-8 text (a binary file?); the store is damaged") from None
     except OSError as exc:
         raise StoreError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise StoreError(f"{path} is not UTF-8 text (a binary file?); the store is damaged") from None
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"{path} is not valid JSON ({exc.msg}); the store is damaged") from None
     if not isinstance(obj, dict):
         raise StoreError(f"{path} holds a JSON {type(obj).__name__}, not an object; the store is damaged")
     return obj
