@@ -34,6 +34,7 @@ from ._manifest import (
     MANIFEST,
     TOKENS,
     atomic_write,
+    is_ours,
     progress_name,
     read_json,
     remove_stray_temps,
@@ -103,6 +104,7 @@ def harvest(
     names = _site_names(model, sites)
     folder = Path(path)
     created = not folder.exists()
+    fresh = created or not (folder / MANIFEST).exists()  # no store here before: what we leave is ours
     _check_folder(folder)
     group = None
     try:
@@ -112,8 +114,8 @@ def harvest(
             shard_rows, resume, overwrite, progress
         )
     except BaseException:
-        if created:  # leave nothing behind when the harvest failed before a shard was written
-            _remove_if_no_shards(folder)
+        if fresh:  # leave nothing behind when the harvest failed before a shard was written
+            _remove_if_no_shards(folder, remove_folder=created)
         raise
     finally:
         if group is not None:
@@ -151,16 +153,18 @@ def _check_folder(folder: Path) -> None:
         ) from None
 
 
-def _remove_if_no_shards(folder: Path) -> None:
-    """Delete a folder this harvest created, with its manifest and temp files, if it holds no shard yet."""
+def _remove_if_no_shards(folder: Path, remove_folder: bool) -> None:
+    """Delete the manifest and temp files of a harvest that failed before its first shard was written, and
+    the folder itself when the harvest created it (and nothing else is there)."""
     with contextlib.suppress(OSError):
         if any(folder.glob("shard-*.safetensors")):
             return  # finished shards: resume=True continues from them
         for p in folder.iterdir():
-            if p.name == MANIFEST or p.name.startswith(("progress.rank", ".")):
+            if p.name == MANIFEST or is_ours(p.name):
                 with contextlib.suppress(OSError):
                     os.unlink(p)
-        folder.rmdir()  # only succeeds when nothing else is there
+        if remove_folder:
+            folder.rmdir()  # only succeeds when nothing else is there
 
 
 class _Harvest:

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +116,19 @@ def store_id(settings: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
+_OURS = re.compile(
+    r"progress\.rank\d+\.json|\.(manifest\.json|shard-\d+\.safetensors|progress\.rank\d+\.json)\..*\.tmp"
+)
+
+
+def is_ours(name: str) -> bool:
+    """A progress file, or a temp file a store writer leaves when killed (never a user's file)."""
+    return _OURS.fullmatch(name) is not None
+
+
 def remove_stray_temps(folder: Path) -> None:
     """Delete temp files left by a killed writer (they were never renamed, so nothing refers to them)."""
     for p in folder.glob(".*.tmp"):
-        with contextlib.suppress(OSError):
-            p.unlink()
+        if is_ours(p.name) and not p.name.startswith("progress"):
+            with contextlib.suppress(OSError):
+                p.unlink()
