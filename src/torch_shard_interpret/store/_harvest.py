@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from .. import _io
 from ..core import InputError
 from . import _resume
 from ._buffer import ShardBuffer, progress_bar
@@ -103,6 +104,7 @@ def harvest(
         raise InputError(f"context must be at least 1 token, not {context}")
     names = _site_names(model, sites)
     folder = Path(path)
+    existed = _io.nearest_existing(folder.absolute())  # folders below it are created by this harvest
     created = not folder.exists()
     fresh = created or not (folder / MANIFEST).exists()  # no store here before: what we leave is ours
     _check_folder(folder)
@@ -115,7 +117,7 @@ def harvest(
         )
     except BaseException:
         if fresh:  # leave nothing behind when the harvest failed before a shard was written
-            _remove_if_no_shards(folder, remove_folder=created)
+            _remove_if_no_shards(folder, existed if created else None)
         raise
     finally:
         if group is not None:
@@ -153,9 +155,9 @@ def _check_folder(folder: Path) -> None:
         ) from None
 
 
-def _remove_if_no_shards(folder: Path, remove_folder: bool) -> None:
+def _remove_if_no_shards(folder: Path, existed: Path | None) -> None:
     """Delete the manifest and temp files of a harvest that failed before its first shard was written, and
-    the folder itself when the harvest created it (and nothing else is there)."""
+    the folders it created (those below ``existed``; ``None``: none) when nothing else is in them."""
     with contextlib.suppress(OSError):
         if any(folder.glob("shard-*.safetensors")):
             return  # finished shards: resume=True continues from them
@@ -163,8 +165,10 @@ def _remove_if_no_shards(folder: Path, remove_folder: bool) -> None:
             if p.name == MANIFEST or is_ours(p.name):
                 with contextlib.suppress(OSError):
                     os.unlink(p)
-        if remove_folder:
-            folder.rmdir()  # only succeeds when nothing else is there
+        d = folder.absolute()
+        while existed is not None and d != existed and existed in d.parents:
+            d.rmdir()  # only succeeds when nothing else is there
+            d = d.parent
 
 
 class _Harvest:
