@@ -76,8 +76,11 @@ def harvest(
     ``batch_size``: sequences per forward. ``dtype``: float32, bfloat16 or float16 on disk.
     ``shard_rows``: sequences per shard (default: about 256 MiB per shard); memory holds
     about three (see ``background_writes``).
-    ``resume=True`` continues a stopped harvest (finished shards whose checksum matches are kept, not
-    rewritten); without it an existing store is an error unless ``overwrite=True``.
+    ``resume=True`` continues a stopped harvest, or repairs a finished one: a finished shard is kept only
+    when its size, header (store id) and sha256 check out, every other shard is computed and written
+    again; without it an existing store is an error unless ``overwrite=True``. A write that fails (a full
+    disk) raises ``StoreError`` naming the file; a folder the harvest created is removed while it holds
+    no finished shard.
 
     Under ``torch.distributed`` (or torchrun, which this joins with gloo), rank ``r`` computes shards
     ``k % world_size == r``; rank 0 writes the merged manifest. ``dist_timeout`` (default

@@ -3,12 +3,15 @@
 Layout of a store folder::
 
     manifest.json                  # the only file a reader trusts; rewritten atomically
-    shard-00000.safetensors        # one per shard: every site [rows, *shape] plus "tokens" [rows] (int32)
+    shard-00000.safetensors        # one per shard: every site [rows, *shape] plus "tokens" [rows] (int32),
+                                   # metadata "tsi": {format, index, seq_start, context, store_id}
     shard-00001.safetensors
     progress.rank1.json            # data-parallel harvests only: finished shards of each rank
 
 A shard is listed in the manifest only after its file was fully written, fsynced and renamed into place;
-a file that the manifest does not list (or lists with another checksum) is never read.
+a file that the manifest does not list (or lists with another checksum) is never read. ``store_id``
+(manifest and every shard; see ``store_id``) is absent from stores written before it existed, which
+open and resume as before.
 """
 
 from __future__ import annotations

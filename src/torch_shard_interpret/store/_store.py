@@ -250,7 +250,10 @@ def open(path: str | os.PathLike, verify: bool | str = True, allow_incomplete: b
     """Open a store written by ``tsi.store.harvest``.
 
     ``verify=True`` checks each shard's sha256 the first time it is read (``"all"``: every shard now;
-    ``False``: never; sizes are always checked). A harvest that has not finished raises
+    ``False``: never). Always checked on open, cheaply: the manifest's structure (row ranges contiguous
+    from 0 and adding up to ``n_rows``) and each listed shard's size and safetensors header (store id,
+    index, sites, shapes, dtypes); a damaged store raises ``StoreCorruptError`` naming the file. A
+    harvest that has not finished raises
     ``StoreIncompleteError`` unless ``allow_incomplete=True`` (then only the finished leading shards count).
     """
     return Store(path, verify=verify, allow_incomplete=allow_incomplete)
