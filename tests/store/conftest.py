@@ -34,7 +34,7 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def worker():
     """The worker module (``harvest_tiny``, ``tiny_model``, ``texts``, settings) and its path."""
     return _WORKER

@@ -59,3 +59,43 @@ def test_harvest_errors_are_one_line(data, tmp_path, capsys, change, fragment):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tsi: error: ") and fragment in err[0], err
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def _argv(data, out):
+    return ["harvest", "--model", "tiny", "--data", str(data), "--sites", "blocks.1.resid_post", "--out", str(out),
+            "--context", "16", "--batch-size", "4", "--shard-rows", "4"]  # fmt: skip
+
+
+def test_resume_never_reports_success_over_a_corrupt_shard(data, tmp_path, capsys):
+    out = tmp_path / "acts"
+    assert main(_argv(data, out)) == 0
+    shard = out / "shard-00001.safetensors"
+    good = shard.read_bytes()
+    bad = bytearray(good)
+    bad[-3] ^= 0x01  # same size: only the sha256 tells
+    shard.write_bytes(bytes(bad))
+    capsys.readouterr()
+    assert main([*_argv(data, out), "--resume"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert shard.read_bytes() == good  # the success line is printed over the rewritten shard
+    tsi.store.open(out, verify="all")
+
+
+def test_a_full_disk_is_one_line_naming_the_file(data, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from torch_shard_interpret import _io
+
+    real = _io.atomic_write
+
+    def full(final, payload, **kw):
+        if final.name.startswith("shard-"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(final, payload, **kw)
+
+    monkeypatch.setattr(_io, "atomic_write", full)
+    out = tmp_path / "acts"
+    assert main(_argv(data, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "disk is full" in err[0] and str(out / "shard-00000.safetensors") in err[0], err
+    assert not out.exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import pytest
 import torch
@@ -44,7 +43,6 @@ def test_dead_rank_fails_the_other_within_the_timeout_then_resume_finishes(worke
     out = tmp_path / "dp"
     port = str(child.port())
     procs = []
-    start = time.monotonic()
     for rank in (0, 1):
         env = child.env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                         MASTER_PORT=port, TSI_DIST_TIMEOUT="15")  # fmt: skip
@@ -56,12 +54,13 @@ def test_dead_rank_fails_the_other_within_the_timeout_then_resume_finishes(worke
     finally:
         for p in procs:
             p.kill()
-    elapsed = time.monotonic() - start
     assert procs[1].returncode == 17  # rank 1 "crashed" after its first shard
     assert procs[0].returncode != 0
     err = results[0][1]
     assert "HarvestDistributedError" in err and "resume=True" in err, err[-3000:]
-    assert elapsed < 15 + 60  # failed within the timeout (plus process start-up), did not hang
+    # it failed by the barrier's timeout (the communicate timeout above bounds the wall time; no timed
+    # assertion, which a loaded machine breaks)
+    assert "within 15 s" in err, err[-3000:]
 
     # rank 0 finished its shards (and recorded them); rank 1's first shard file is on disk but unlisted
     listed = json.loads((out / "progress.rank0.json").read_text())["shards"]

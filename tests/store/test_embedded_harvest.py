@@ -21,6 +21,10 @@ def test_embedded_harvest_matches_a_cached_run(tmp_path):
                               shard_rows=2, progress=False)  # fmt: skip
     assert store.manifest["model"]["d_model"] == 576 and store.shape("blocks.6.resid_post") == (576,)
     assert store.manifest["tokenizer"] and len(store) == store.manifest["n_sequences"] * 32 > 0
+    # a stable name, as docs/store.md shows, and where the files were kept apart
+    assert store.manifest["model"]["name"] == "smollm2-135m" and store.manifest["model"]["path"].endswith(
+        "smollm2-135m"
+    )
     ids = store.tokens().view(-1, 32)
     run = model.run(ids, cache=sites)
     for site in sites:

@@ -122,7 +122,8 @@ def test_files_give_the_same_rows_as_the_texts(tiny, worker, tmp_path, fmt):
 def test_corrupted_shard_is_named_by_its_checksum(tiny, worker, tmp_path):
     _harvest(tiny, worker.texts(), tmp_path / "s")
     shard = tmp_path / "s" / "shard-00001.safetensors"
-    data = bytearray(shard.read_bytes())
+    good = shard.read_bytes()
+    data = bytearray(good)
     data[-7] ^= 0x40  # flip one bit inside the tensor data
     shard.write_bytes(bytes(data))
     store = tsi.store.open(tmp_path / "s")  # lazily verified: shard 0 still reads
@@ -137,6 +138,8 @@ def test_corrupted_shard_is_named_by_its_checksum(tiny, worker, tmp_path):
     )  # opting out reads the bytes as they are
     # resume rewrites the bad shard; the store is whole again
     store = _harvest(tiny, worker.texts(), tmp_path / "s", resume=True)
+    assert shard.read_bytes() == good
+    store.verify()
     shard.write_bytes(shard.read_bytes()[:-10])  # truncation is caught by the size on open
     with pytest.raises(StoreCorruptError, match="shard-00001.safetensors"):
         tsi.store.open(tmp_path / "s")

@@ -74,6 +74,8 @@ def harvest(
         "source": source,
     }  # fmt: skip
     writer = "jax-shard-interpret 0.1.0"
+    # written into the manifest and every shard; tsi.store.open refuses a shard with another store's id
+    store_id = fmt.sha256_bytes(json.dumps({**settings, "sites": names}, sort_keys=True).encode())[:32]
     shards: list[dict[str, Any]] = []
     from safetensors.numpy import save
 
@@ -88,15 +90,25 @@ def harvest(
         tensors = {n: np.ascontiguousarray(np.concatenate(v).astype(dtype)) for n, v in acts.items()}
         settings["sites"] = {n: {"shape": list(t.shape[1:])} for n, t in tensors.items()}
         tensors[fmt.TOKENS] = part.reshape(-1).astype(np.int32)
-        info = {"format": fmt.FORMAT, "index": index, "seq_start": s0, "context": context}
+        info = {
+            "format": fmt.FORMAT,
+            "index": index,
+            "seq_start": s0,
+            "context": context,
+            "store_id": store_id,
+        }
         blob = save(tensors, metadata={"tsi": json.dumps(info, sort_keys=True)})
         file = folder / fmt.shard_name(index)
         fmt.atomic_write(file, blob)
         shards.append(fmt.shard_entry(index, file.name, s0, s0 + len(part), context, blob))
-        fmt.write_json(folder / fmt.MANIFEST, fmt.manifest(settings, shards, False, writer))
+        fmt.write_json(
+            folder / fmt.MANIFEST, fmt.manifest(settings, shards, False, writer, store_id=store_id)
+        )
     extra = {"n_sequences": len(ids), "n_rows": len(ids) * context, "n_tokens": len(ids) * context,
              "dropped_tail_tokens": 0}  # fmt: skip
-    fmt.write_json(folder / fmt.MANIFEST, fmt.manifest(settings, shards, True, writer, **extra))
+    fmt.write_json(
+        folder / fmt.MANIFEST, fmt.manifest(settings, shards, True, writer, store_id=store_id, **extra)
+    )
     return Store(folder)
 
 

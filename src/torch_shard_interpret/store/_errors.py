@@ -10,7 +10,9 @@ class StoreError(TsiError):
 
 
 class StoreCorruptError(StoreError):
-    """A shard file does not match the checksum or size its manifest recorded (flipped bytes, truncation)."""
+    """A store file is damaged or does not agree with the rest of the store: a shard whose checksum, size or
+    header differs from what the manifest says (flipped bytes, truncation, a shard of another store), or a
+    manifest whose structure is broken (a dropped entry, row ranges that do not follow each other)."""
 
 
 class StoreIncompleteError(StoreError):

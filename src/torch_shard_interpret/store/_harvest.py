@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,31 +22,33 @@ from typing import Any
 
 import torch
 
+from .. import _io
 from ..core import InputError
+from . import _resume
+from ._buffer import ShardBuffer, progress_bar
 from ._data import Source, make_source
 from ._dist import Group, init_group
-from ._errors import StoreError, StoreMismatchError
+from ._errors import StoreError
 from ._manifest import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
     TOKENS,
     atomic_write,
+    is_ours,
     progress_name,
     read_json,
-    read_manifest,
     remove_stray_temps,
     shard_name,
+    store_id,
     write_json,
 )
-from ._store import Store, sha256_file
+from ._settings import DTYPES, harvest_settings
+from ._store import Store
 from ._writer import BackgroundWriter, InlineWriter
 
-DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_SHARD_BYTES = 256 * 2**20  # the default shard_rows aims at about this many bytes per shard
-# Settings that must match for resume=True to reuse finished shards.
-_SETTINGS = ("model", "sites", "dtype", "context", "batch_size", "shard_rows", "source")
 
 
 def harvest(
@@ -73,8 +76,11 @@ def harvest(
     ``batch_size``: sequences per forward. ``dtype``: float32, bfloat16 or float16 on disk.
     ``shard_rows``: sequences per shard (default: about 256 MiB per shard); memory holds
     about three (see ``background_writes``).
-    ``resume=True`` continues a stopped harvest (finished shards whose checksum matches are kept, not
-    rewritten); without it an existing store is an error unless ``overwrite=True``.
+    ``resume=True`` continues a stopped harvest, or repairs a finished one: a finished shard is kept only
+    when its size, header (store id) and sha256 check out, every other shard is computed and written
+    again; without it an existing store is an error unless ``overwrite=True``. A write that fails (a full
+    disk) raises ``StoreError`` naming the file; a folder the harvest created is removed while it holds
+    no finished shard.
 
     Under ``torch.distributed`` (or torchrun, which this joins with gloo), rank ``r`` computes shards
     ``k % world_size == r``; rank 0 writes the merged manifest. ``dist_timeout`` (default
@@ -101,7 +107,9 @@ def harvest(
         raise InputError(f"context must be at least 1 token, not {context}")
     names = _site_names(model, sites)
     folder = Path(path)
+    existed = _io.nearest_existing(folder.absolute())  # folders below it are created by this harvest
     created = not folder.exists()
+    fresh = created or not (folder / MANIFEST).exists()  # no store here before: what we leave is ours
     _check_folder(folder)
     group = None
     try:
@@ -111,9 +119,8 @@ def harvest(
             shard_rows, resume, overwrite, progress
         )
     except BaseException:
-        if created:  # leave nothing behind when the harvest failed before writing anything
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only succeeds while the folder is empty
+        if fresh:  # leave nothing behind when the harvest failed before a shard was written
+            _remove_if_no_shards(folder, existed if created else None)
         raise
     finally:
         if group is not None:
@@ -151,20 +158,36 @@ def _check_folder(folder: Path) -> None:
         ) from None
 
 
+def _remove_if_no_shards(folder: Path, existed: Path | None) -> None:
+    """Delete the manifest and temp files of a harvest that failed before its first shard was written, and
+    the folders it created (those below ``existed``; ``None``: none) when nothing else is in them."""
+    with contextlib.suppress(OSError):
+        if any(folder.glob("shard-*.safetensors")):
+            return  # finished shards: resume=True continues from them
+        for p in folder.iterdir():
+            if p.name == MANIFEST or is_ours(p.name):
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+        d = folder.absolute()
+        while existed is not None and d != existed and existed in d.parents:
+            d.rmdir()  # only succeeds when nothing else is there
+            d = d.parent
+
+
 class _Harvest:
     def __init__(self, model: Any, names: list[str], folder: Path, source: Source, batch_size: int,
                  dtype: torch.dtype, group: Group, background_writes: bool = True):  # fmt: skip
         self.model, self.names, self.folder, self.source = model, names, folder, source
         self.batch_size, self.dtype, self.group = batch_size, dtype, group
         self.background_writes = background_writes
-        self._spare: _ShardBuffer | None = None  # a written shard's buffer, reused for the next shard
+        self._spare: ShardBuffer | None = None  # a written shard's buffer, reused for the next shard
         self.context = source.context
         self.tag = f"rank{group.rank}-"
 
     # ---- the plan -------------------------------------------------------------------------------
     def run(self, shard_rows: int | None, resume: bool, overwrite: bool, progress: bool) -> Store:
         g = self.group
-        old = self._existing(resume, overwrite)
+        old = _resume.existing(self.folder, resume, overwrite)
         rows = self.source.rows()
         first = next(rows, None)
         if first is None:
@@ -174,20 +197,26 @@ class _Harvest:
             )
         shapes = self._probe(first)
         if shard_rows is None:
-            shard_rows = (old or {}).get("shard_rows") or self._default_shard_rows(shapes)
+            old_rows = (old or {}).get("shard_rows")
+            ok = isinstance(old_rows, int) and not isinstance(old_rows, bool) and old_rows >= 1
+            shard_rows = old_rows if ok else self._default_shard_rows(shapes)
         self.shard_rows = shard_rows
-        self.settings = self._settings(shapes)
-        done = self._reusable(old) if resume else {}
-        if old is not None and resume and old.get("complete") and len(done) == len(old["shards"]):
-            g.barrier("the check of the finished store")
-            return Store(self.folder)
+        self.settings = harvest_settings(self.model, shapes, self.dtype, self.context, self.batch_size,
+                                         shard_rows, self.source)  # fmt: skip
+        # The id of the store: kept from the store resumed (None: a store written before ids, continued
+        # without one), else computed from the settings (the same on every rank).
+        self.store_id = old.get("store_id") if resume and old is not None else store_id(self.settings)
+        check = {**self.settings, "store_id": self.store_id}
+        done = _resume.reusable(self.folder, old, self.settings, check, g) if resume and old else {}
+        if resume and old and not g.distributed and _resume.whole(self.folder, old, done):
+            return Store(self.folder)  # finished, and every shard checked out: nothing to do
 
         g.barrier(
             "the start of the harvest"
         )  # every rank has read the old manifest before rank 0 rewrites it
         if g.rank == 0:
             if old is not None and not resume:  # overwrite=True
-                self._clear()
+                _resume.clear(self.folder)
             write_json(self.folder / MANIFEST, self._manifest(list(done.values()), complete=False), self.tag)
         mine = {k: e for k, e in done.items() if k % g.world_size == g.rank}
         g.barrier("the initial manifest")
@@ -224,13 +253,13 @@ class _Harvest:
         recorded (manifest or progress file) only when the writer gives them back durable, in shard order.
         """
         g = self.group
-        bar = _progress_bar(progress and g.rank == 0, self.source, self.context)
+        bar = progress_bar(progress and g.rank == 0, self.source, self.context)
         self.bar, self.bytes_written, self.t0 = bar, 0, time.perf_counter()
         writer: BackgroundWriter | InlineWriter = (
             BackgroundWriter(self._write) if self.background_writes else InlineWriter(self._write)
         )
         n_seq = 0
-        shard: _ShardBuffer | None = None
+        shard: ShardBuffer | None = None
         pending: list[torch.Tensor] = []
         try:
             for row in rows:
@@ -256,15 +285,15 @@ class _Harvest:
             bar.close()
         return n_seq
 
-    def _buffer(self, index: int) -> _ShardBuffer:
+    def _buffer(self, index: int) -> ShardBuffer:
         spare, self._spare = self._spare, None
         if spare is not None:
             spare.reset(index)
             return spare
-        return _ShardBuffer(index, self.shard_rows, self.context, self.shapes, self.dtype)
+        return ShardBuffer(index, self.shard_rows, self.context, self.shapes, self.dtype)
 
     def _record(
-        self, written: list[tuple[_ShardBuffer, dict[str, Any]]], mine: dict[int, dict[str, Any]]
+        self, written: list[tuple[ShardBuffer, dict[str, Any]]], mine: dict[int, dict[str, Any]]
     ) -> None:
         for shard, entry in written:
             mine[shard.index] = entry
@@ -291,7 +320,7 @@ class _Harvest:
         self.shapes = shapes
         return shapes
 
-    def _flush(self, shard: _ShardBuffer, pending: list[torch.Tensor]) -> None:
+    def _flush(self, shard: ShardBuffer, pending: list[torch.Tensor]) -> None:
         if not pending:
             return
         ids = torch.stack(pending)  # [batch, context]
@@ -301,7 +330,7 @@ class _Harvest:
         pending.clear()
         self.bar.update(n)
 
-    def _write(self, shard: _ShardBuffer) -> dict[str, Any]:
+    def _write(self, shard: ShardBuffer) -> dict[str, Any]:
         """Serialise, write and fsync one shard; returns its manifest entry. Runs on the writer thread (with
         ``background_writes``): no torch computation here, only reads of the shard's contiguous buffers."""
         from safetensors.torch import save
@@ -313,6 +342,8 @@ class _Harvest:
         # One metadata key: safetensors keeps metadata in a hash map, so several keys come out in any order
         # and the same shard would not always have the same bytes.
         info = {"format": FORMAT, "index": shard.index, "seq_start": seq0, "context": self.context}
+        if self.store_id is not None:
+            info["store_id"] = self.store_id
         meta = {"tsi": json.dumps(info, sort_keys=True)}
         blob = save(tensors, metadata=meta)
         file = self.folder / shard_name(shard.index)
@@ -339,27 +370,6 @@ class _Harvest:
         self.bar.set_postfix_str(f"{len(mine)} shards, disk {self.bytes_written / dt / 1e6:.0f} MB/s")
 
     # ---- manifests ------------------------------------------------------------------------------
-    def _settings(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
-        module = self.model.module
-        hf = getattr(module, "config", None)
-        tok = self.model.tokenizer
-        return {
-            "model": {
-                "name": getattr(hf, "_name_or_path", None) or type(module).__name__,
-                "class": f"{type(module).__module__}.{type(module).__qualname__}",
-                "d_model": self.model.cfg.d_model,
-            },
-            "tokenizer": (getattr(tok, "name_or_path", None) or type(tok).__name__)
-            if tok is not None
-            else None,
-            "sites": {n: {"shape": list(s)} for n, s in shapes.items()},
-            "dtype": DTYPES[self.dtype],
-            "context": self.context,
-            "batch_size": self.batch_size,
-            "shard_rows": self.shard_rows,
-            "source": self.source.description,
-        }
-
     def _manifest(self, shards: list[dict[str, Any]], complete: bool, **extra: Any) -> dict[str, Any]:
         from .. import __version__
 
@@ -368,6 +378,7 @@ class _Harvest:
             "format_version": FORMAT_VERSION,
             "complete": complete,
             **self.settings,
+            **({"store_id": self.store_id} if self.store_id is not None else {}),
             **extra,
             "world_size": self.group.world_size,
             "writer": f"torch-shard-interpret {__version__}",
@@ -400,55 +411,6 @@ class _Harvest:
                 "n_sequences": n_seq, "shards": sorted(shards.values(), key=lambda s: s["index"])}  # fmt: skip
         write_json(self.folder / progress_name(self.group.rank), prog, self.tag)
 
-    def _existing(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
-        if not (self.folder / MANIFEST).exists():
-            return None
-        old = read_manifest(self.folder)
-        if not resume and not overwrite:
-            state = "a finished" if old.get("complete") else "an unfinished"
-            raise StoreError(
-                f"{str(self.folder)!r} already holds {state} activation store; pass resume=True to continue "
-                "it, overwrite=True to replace it, or choose another folder"
-            )
-        return old
-
-    def _reusable(self, old: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
-        """Finished shards (from the manifest and any rank's progress file) that can be kept as they are."""
-        if old is None:
-            return {}
-        diff = [k for k in _SETTINGS if k != "sites" and old.get(k) != self.settings[k]]
-        if (
-            list(old.get("sites", {})) != list(self.settings["sites"])
-            or old.get("sites") != self.settings["sites"]
-        ):
-            diff.insert(0, "sites")
-        if diff:
-            raise StoreMismatchError(
-                f"cannot resume the store at {str(self.folder)!r}: it was harvested with other settings ("
-                + "; ".join(f"{k}: {old.get(k)!r} now {self.settings[k]!r}" for k in diff)
-                + "); use the same arguments, overwrite=True, or another folder"
-            )
-        candidates = {e["index"]: e for e in old.get("shards", [])}
-        for p in sorted(self.folder.glob("progress.rank*.json")):
-            with contextlib.suppress(StoreError):
-                candidates.update({e["index"]: e for e in read_json(p).get("shards", [])})
-        if old.get("complete"):  # finished store: cheap size checks only (reads verify checksums lazily)
-            return {k: e for k, e in candidates.items() if _size_ok(self.folder, e)}
-        g = self.group
-        keep = {}
-        for k, e in candidates.items():
-            # Each rank verifies (reads) only the shards it would otherwise compute.
-            if k % g.world_size != g.rank:
-                keep[k] = e
-            elif _size_ok(self.folder, e) and sha256_file(self.folder / e["file"]) == e["sha256"]:
-                keep[k] = e
-        return keep
-
-    def _clear(self) -> None:
-        for p in [*self.folder.glob("shard-*.safetensors"), *self.folder.glob("progress.rank*.json")]:
-            p.unlink()
-        (self.folder / MANIFEST).unlink()
-
     def _default_shard_rows(self, shapes: dict[str, tuple[int, ...]]) -> int:
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         per_seq = self.context * (sum(math.prod(s) for s in shapes.values()) * itemsize + 4)
@@ -456,62 +418,6 @@ class _Harvest:
         return max(self.batch_size, n // self.batch_size * self.batch_size)
 
 
-def _size_ok(folder: Path, entry: dict[str, Any]) -> bool:
-    try:
-        return (folder / entry["file"]).stat().st_size == entry["bytes"]
-    except OSError:
-        return False
-
-
 def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
     yield first
     yield from rest
-
-
-class _ShardBuffer:
-    """Preallocated tensors of one shard, filled batch by batch. Owned by the harvest until handed to the
-    writer, which only reads it; reused for a later shard once the writer gave it back."""
-
-    def __init__(self, index: int, shard_rows: int, context: int, shapes: dict[str, tuple[int, ...]],
-                 dtype: torch.dtype):  # fmt: skip
-        n = shard_rows * context
-        self.acts = {name: torch.empty((n, *shape), dtype=dtype) for name, shape in shapes.items()}
-        self.tokens = torch.empty(n, dtype=torch.int32)
-        self.reset(index)
-
-    def reset(self, index: int) -> None:
-        """Start shard ``index`` in this buffer (only once the writer is done with its previous shard)."""
-        self.index = index
-        self.n_rows = 0
-
-    def add(self, ids: torch.Tensor, acts: dict[str, torch.Tensor]) -> None:
-        a, b = self.n_rows, self.n_rows + ids.numel()
-        for name, act in acts.items():  # [batch, pos, *shape] -> rows [batch * pos, *shape]
-            self.acts[name][a:b].copy_(act.reshape(b - a, *act.shape[2:]))
-        self.tokens[a:b].copy_(ids.reshape(-1))
-        self.n_rows = b
-
-
-def _progress_bar(enabled: bool, source: Source, context: int) -> Any:
-    total = None
-    shape = source.description.get("shape")
-    if source.description.get("kind") == "tokens" and shape:
-        total = shape[0] * context
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is in the hf extra; without it, no bar
-        return _NoBar()
-    return tqdm(
-        total=total, unit="tok", unit_scale=True, desc="harvest", disable=not enabled, dynamic_ncols=True
-    )
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def set_postfix_str(self, s: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ._check import check_header, check_manifest
 from ._errors import StoreCorruptError, StoreError, StoreIncompleteError
 from ._manifest import TOKENS, read_manifest
 
@@ -41,27 +42,23 @@ class Store:
             raise StoreError(f"no activation store at {str(self.path)!r}: the folder does not exist")
         self.manifest: dict[str, Any] = read_manifest(self.path)
         """The parsed ``manifest.json`` (see docs/store.md for its fields)."""
-        shards = sorted(self.manifest["shards"], key=lambda s: s["index"])
-        if not self.manifest.get("complete"):
-            if not allow_incomplete:
-                raise StoreIncompleteError(
-                    f"the harvest into {str(self.path)!r} has not finished ({len(shards)} shards so far); "
-                    "rerun tsi.store.harvest(..., resume=True) to finish it, or open(..., allow_incomplete=True)"
-                )
-            # Only the run of finished shards from the start is a contiguous range of rows.
-            prefix = []
-            for s in shards:
-                if s["index"] != len(prefix):
-                    break
-                prefix.append(s)
-            shards = prefix
+        listed = self.manifest.get("shards")
+        if self.manifest.get("complete") is False and not allow_incomplete:
+            raise StoreIncompleteError(
+                f"the harvest into {str(self.path)!r} has not finished "
+                f"({len(listed) if isinstance(listed, list) else 0} shards so far); rerun "
+                "tsi.store.harvest(..., resume=True) to finish it, or open(..., allow_incomplete=True)"
+            )
+        # Structure: types, contiguous row ranges from 0 adding up to n_rows (an unfinished store: only the
+        # run of finished shards from shard 0 counts).
+        shards = check_manifest(self.path, self.manifest)
         self.shards: list[dict[str, Any]] = shards
         self._starts = [s["row_start"] for s in shards]
         self._n = shards[-1]["row_stop"] if shards else 0
         self._verify = verify
         self._verified: set[int] = set()
         self._handles: dict[int, Any] = {}
-        for s in shards:  # cheap checks now: every listed file is there with its recorded size
+        for s in shards:  # cheap checks now: every listed file is there with its size and header
             file = self.path / s["file"]
             try:
                 size = file.stat().st_size
@@ -72,6 +69,7 @@ class Store:
                     f"shard file {file} has {size} bytes but the manifest recorded {s['bytes']} (truncated or "
                     "overwritten); re-harvest it with tsi.store.harvest(..., resume=True) after deleting it"
                 )
+            check_header(self.path, self.manifest, s)
         if verify == "all":
             self.verify()
 
@@ -87,7 +85,7 @@ class Store:
 
     @property
     def dtype(self) -> torch.dtype:
-        return getattr(torch, self.manifest["dtype"])
+        return getattr(torch, self.manifest["dtype"])  # one of STORE_DTYPES (checked on open)
 
     def shape(self, site: str) -> tuple[int, ...]:
         """Per-row shape of ``site`` (``(d_model,)`` for the residual stream)."""
@@ -110,7 +108,11 @@ class Store:
             return
         s = self.shards[i]
         file = self.path / s["file"]
-        if sha256_file(file) != s["sha256"]:
+        try:
+            digest = sha256_file(file)
+        except OSError as exc:
+            raise _unreadable(file, exc) from None
+        if digest != s["sha256"]:
             raise StoreCorruptError(
                 f"shard file {file} does not match the sha256 in the manifest (corrupted on disk); delete it "
                 "and rerun tsi.store.harvest(..., resume=True) to rewrite it"
@@ -124,9 +126,21 @@ class Store:
                 self._check(i)
             from safetensors import safe_open
 
-            h = safe_open(str(self.path / self.shards[i]["file"]), framework="pt")
+            file = self.path / self.shards[i]["file"]
+            try:
+                h = safe_open(str(file), framework="pt")
+            except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: the file changed since open
+                raise _unreadable(file, exc) from None
             self._handles[i] = h
         return h
+
+    def _rows(self, i: int, name: str, a: int, b: int) -> torch.Tensor:
+        """Rows ``[a, b)`` (within shard ``i``) of tensor ``name``."""
+        h = self._handle(i)
+        try:
+            return h.get_slice(name)[a:b]
+        except Exception as exc:  # noqa: BLE001 - SafetensorError and friends from a damaged file
+            raise _unreadable(self.path / self.shards[i]["file"], exc) from None
 
     def _site(self, site: str) -> dict[str, Any]:
         info = self.manifest["sites"].get(site)
@@ -151,7 +165,7 @@ class Store:
         while start < stop:
             s = self.shards[i]
             a, b = start - s["row_start"], min(stop, s["row_stop"]) - s["row_start"]
-            parts.append(self._handle(i).get_slice(name)[a:b])
+            parts.append(self._rows(i, name, a, b))
             start = s["row_start"] + b
             i += 1
         return parts
@@ -204,7 +218,7 @@ class Store:
         pending: torch.Tensor | None = None
         for i in order:
             s = self.shards[i]
-            rows = self._handle(i).get_slice(site)[0 : s["row_stop"] - s["row_start"]]
+            rows = self._rows(i, site, 0, s["row_stop"] - s["row_start"])
             pending = rows if pending is None else torch.cat([pending, rows])
             if len(pending) >= keep:
                 pending = pending[torch.randperm(len(pending), generator=gen)]
@@ -224,11 +238,22 @@ class Store:
         self._handles.clear()
 
 
+def _unreadable(file: Path, exc: BaseException) -> StoreCorruptError:
+    detail = " ".join(str(exc).split())[:200]
+    return StoreCorruptError(
+        f"shard file {file} cannot be read as safetensors ({type(exc).__name__}: {detail}); delete it and "
+        "rerun tsi.store.harvest(..., resume=True) to rewrite it"
+    )
+
+
 def open(path: str | os.PathLike, verify: bool | str = True, allow_incomplete: bool = False) -> Store:  # noqa: A001
     """Open a store written by ``tsi.store.harvest``.
 
     ``verify=True`` checks each shard's sha256 the first time it is read (``"all"``: every shard now;
-    ``False``: never; sizes are always checked). A harvest that has not finished raises
+    ``False``: never). Always checked on open, cheaply: the manifest's structure (row ranges contiguous
+    from 0 and adding up to ``n_rows``) and each listed shard's size and safetensors header (store id,
+    index, sites, shapes, dtypes); a damaged store raises ``StoreCorruptError`` naming the file. A
+    harvest that has not finished raises
     ``StoreIncompleteError`` unless ``allow_incomplete=True`` (then only the finished leading shards count).
     """
     return Store(path, verify=verify, allow_incomplete=allow_incomplete)
