@@ -1,7 +1,7 @@
 """SAE: a sparse autoencoder (or transcoder) as a plain ``nn.Module``.
 
-    z     = act(x - b_dec) @ W_enc + b_enc)      # [..., d_sae]   (transcoders: no b_dec subtraction)
-    x_hat = z @ W_dec + b_dec                     # [..., d_out]
+    z     = act((x - b_dec) @ W_enc + b_enc)      # [..., d_sae]   (transcoders: no b_dec subtraction)
+    x_hat = z @ W_dec + b_dec                     # [..., d_out]   (skip transcoders: + x @ W_skip.T)
 
 ``W_enc`` is ``[d_in, d_sae]`` and ``W_dec`` ``[d_sae, d_out]`` with unit-norm rows, as in SAELens.
 """
@@ -48,6 +48,12 @@ class SAE(nn.Module):
             self.log_threshold = nn.Parameter(init.log())
         elif cfg.kind == "batchtopk":
             self.register_buffer("threshold", torch.zeros((), dtype=dtype))
+        if cfg.skip:
+            if not cfg.transcoder:
+                raise SAEError(
+                    "skip=True adds x @ W_skip.T to a transcoder's output; set transcoder=True too"
+                )
+            self.W_skip = nn.Parameter(torch.zeros(d_out, d_in, dtype=dtype))
         self.reset_parameters(seed)
 
     # ---- parameters ---------------------------------------------------------------------------
@@ -112,6 +118,9 @@ class SAE(nn.Module):
         if kind == "topk":
             vals, idx = pre.topk(self.cfg.k, dim=-1, sorted=False)
             return torch.zeros_like(pre).scatter_(-1, idx, vals.relu())
+        if kind == "abstopk":  # the k largest |pre|, signs kept
+            idx = pre.abs().topk(self.cfg.k, dim=-1, sorted=False).indices
+            return torch.zeros_like(pre).scatter_(-1, idx, pre.gather(-1, idx))
         thr = self.threshold_values
         return F.relu(pre) * (pre > thr)
 
@@ -120,16 +129,25 @@ class SAE(nn.Module):
         latents = self._check(latents, self.cfg.d_sae, "decode")
         return latents @ self.W_dec + self.b_dec
 
+    def skip_out(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The skip term ``x @ W_skip.T`` ``[..., d_out]`` of a skip transcoder, else None."""
+        if not self.cfg.skip:
+            return None
+        return self._check(x, self.cfg.d_in, "encode") @ self.W_skip.t()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``decode(encode(x))``; TopK decodes sparsely (no dense ``[..., d_sae]`` product)."""
+        """``decode(encode(x))`` (plus ``skip_out(x)``); TopK decodes sparsely (no dense ``[..., d_sae]``)."""
         if self.cfg.kind != "topk":
-            return self.decode(self.encode(x))
-        pre = self.pre_acts(x)
-        vals, idx = pre.topk(self.cfg.k, dim=-1, sorted=False)
-        flat = SparseDecode.apply(
-            vals.relu().reshape(-1, self.cfg.k), idx.reshape(-1, self.cfg.k), self.W_dec
-        )
-        return flat.reshape(*pre.shape[:-1], -1) + self.b_dec
+            out = self.decode(self.encode(x))
+        else:
+            pre = self.pre_acts(x)
+            vals, idx = pre.topk(self.cfg.k, dim=-1, sorted=False)
+            flat = SparseDecode.apply(
+                vals.relu().reshape(-1, self.cfg.k), idx.reshape(-1, self.cfg.k), self.W_dec
+            )
+            out = flat.reshape(*pre.shape[:-1], -1) + self.b_dec
+        skip = self.skip_out(x)
+        return out if skip is None else out + skip
 
     def _check(self, x: torch.Tensor, width: int, what: str) -> torch.Tensor:
         if not torch.is_tensor(x) or x.ndim == 0 or x.shape[-1] != width:
@@ -163,7 +181,7 @@ class SAE(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.cfg
-        k = f", k={c.k}" if c.kind in ("topk", "batchtopk") else ""
+        k = f", k={c.k}" if c.kind in ("topk", "batchtopk", "abstopk") else ""
         site = f", site={c.hook_name!r}" if c.hook_name else ""
         return f"kind={c.kind!r}, d_in={c.d_in}, d_sae={c.d_sae}{k}{site}"
 
