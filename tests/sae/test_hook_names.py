@@ -102,3 +102,17 @@ def test_save_writes_tl_names_for_saelens_and_ours_for_us(tmp_path):
     SAE(d_in=8, d_sae=16, kind="relu").save(tmp_path / "nosite")
     meta = json.loads((tmp_path / "nosite" / "cfg.json").read_text())["metadata"]
     assert meta["hook_name"] == "" and tsi.sae.load(tmp_path / "nosite").cfg.hook_name is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        (dict(kind="abstopk", k=4), "kind='topk'"),
+        (dict(kind="relu", transcoder=True, skip=True), "skip=False"),
+    ],
+)
+def test_inference_only_options_refuse_training(fields, needle):
+    x = torch.randn(256, 8)
+    source = (x, x[:, :4]) if fields.get("transcoder") else x
+    with pytest.raises(tsi.sae.SAEError, match=needle):
+        tsi.sae.train(source, d_sae=16, steps=3, batch_size=64, progress=False, **fields)
