@@ -30,6 +30,10 @@ def _dtype(name: str) -> torch.dtype:
 class SAE(nn.Module):
     """A sparse autoencoder. ``SAE(cfg)`` or ``SAE(d_in=576, d_sae=4096, kind="topk", k=32)``."""
 
+    log_threshold: nn.Parameter  # jumprelu only
+    threshold: torch.Tensor  # batchtopk only (a buffer)
+    W_skip: nn.Parameter  # skip transcoders only: [d_out, d_in]
+
     def __init__(self, cfg: SAEConfig | None = None, *, seed: int | None = None, **kwargs: Any):
         super().__init__()
         if cfg is None:
@@ -94,6 +98,12 @@ class SAE(nn.Module):
         return None
 
     @property
+    def _k(self) -> int:
+        k = self.cfg.k
+        assert k is not None  # SAEConfig requires k for topk, batchtopk and abstopk
+        return k
+
+    @property
     def device(self) -> torch.device:
         return self.W_enc.device
 
@@ -116,12 +126,13 @@ class SAE(nn.Module):
         if kind == "relu":
             return F.relu(pre)
         if kind == "topk":
-            vals, idx = pre.topk(self.cfg.k, dim=-1, sorted=False)
+            vals, idx = pre.topk(self._k, dim=-1, sorted=False)
             return torch.zeros_like(pre).scatter_(-1, idx, vals.relu())
         if kind == "abstopk":  # the k largest |pre|, signs kept
-            idx = pre.abs().topk(self.cfg.k, dim=-1, sorted=False).indices
+            idx = pre.abs().topk(self._k, dim=-1, sorted=False).indices
             return torch.zeros_like(pre).scatter_(-1, idx, pre.gather(-1, idx))
         thr = self.threshold_values
+        assert thr is not None  # jumprelu and batchtopk
         return F.relu(pre) * (pre > thr)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -141,10 +152,9 @@ class SAE(nn.Module):
             out = self.decode(self.encode(x))
         else:
             pre = self.pre_acts(x)
-            vals, idx = pre.topk(self.cfg.k, dim=-1, sorted=False)
-            flat = SparseDecode.apply(
-                vals.relu().reshape(-1, self.cfg.k), idx.reshape(-1, self.cfg.k), self.W_dec
-            )
+            k = self._k
+            vals, idx = pre.topk(k, dim=-1, sorted=False)
+            flat = SparseDecode.apply(vals.relu().reshape(-1, k), idx.reshape(-1, k), self.W_dec)
             out = flat.reshape(*pre.shape[:-1], -1) + self.b_dec
         skip = self.skip_out(x)
         return out if skip is None else out + skip
