@@ -348,7 +348,8 @@ def test_tsi_serve_cli_prints_one_line(tmp_path, monkeypatch, capsys):
     from torch_shard_interpret.cli.main import main
     from torch_shard_interpret.testing import tiny_hf_model, tiny_tokenizer
 
-    monkeypatch.setitem(serve._PRELOADED, "tiny", tsi.wrap(tiny_hf_model(), tiny_tokenizer()))
+    model = tsi.wrap(tiny_hf_model(), tiny_tokenizer())
+    monkeypatch.setattr(serve, "load_model", lambda name: model)
     monkeypatch.setattr(serve, "serve_until_interrupted", lambda app, config: pytest.fail("server started"))
     folder = _folder(tmp_path / "sae", "[1, 2, 3]")
     code = main(["serve", "--model", "tiny", "--sae", str(folder), "--no-attention"])
