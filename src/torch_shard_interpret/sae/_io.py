@@ -125,8 +125,8 @@ def load(path: str | Path, device: str | torch.device | None = None, dtype: torc
     for name, t in weights.items():
         if not bool(torch.isfinite(t).all()):
             raise SAEError(f"{path / WEIGHTS}: {name} holds NaN or infinite values; the file is damaged")
-    sae = make(p.cfg)
     cfg = p.cfg
+    sae = make(cfg, init=False)  # every parameter is overwritten below
     with torch.no_grad():
         for n in ("W_enc", "b_enc", "W_dec", "b_dec", *(("W_skip",) if cfg.skip else ())):
             getattr(sae, n).copy_(weights[n])

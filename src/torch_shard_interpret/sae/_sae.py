@@ -34,7 +34,10 @@ class SAE(nn.Module):
     threshold: torch.Tensor  # batchtopk only (a buffer)
     W_skip: nn.Parameter  # skip transcoders only: [d_out, d_in]
 
-    def __init__(self, cfg: SAEConfig | None = None, *, seed: int | None = None, **kwargs: Any):
+    def __init__(
+        self, cfg: SAEConfig | None = None, *, seed: int | None = None, init: bool = True, **kwargs: Any
+    ):
+        """``init=False`` leaves the parameters uninitialised, for a loader that overwrites them all."""
         super().__init__()
         if cfg is None:
             cfg = SAEConfig(**kwargs)
@@ -48,8 +51,8 @@ class SAE(nn.Module):
         self.W_dec = nn.Parameter(torch.empty(d_sae, d_out, dtype=dtype))
         self.b_dec = nn.Parameter(torch.zeros(d_out, dtype=dtype))
         if cfg.kind == "jumprelu":
-            init = torch.full((d_sae,), float(cfg.jumprelu_init_threshold), dtype=dtype)
-            self.log_threshold = nn.Parameter(init.log())
+            start = torch.full((d_sae,), float(cfg.jumprelu_init_threshold), dtype=dtype)
+            self.log_threshold = nn.Parameter(start.log())
         elif cfg.kind == "batchtopk":
             self.register_buffer("threshold", torch.zeros((), dtype=dtype))
         if cfg.skip:
@@ -58,7 +61,8 @@ class SAE(nn.Module):
                     "skip=True adds x @ W_skip.T to a transcoder's output; set transcoder=True too"
                 )
             self.W_skip = nn.Parameter(torch.zeros(d_out, d_in, dtype=dtype))
-        self.reset_parameters(seed)
+        if init:
+            self.reset_parameters(seed)
 
     # ---- parameters ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -199,13 +203,15 @@ class SAE(nn.Module):
 class Transcoder(SAE):
     """An SAE that reads one site and predicts another (e.g. MLP input -> MLP output)."""
 
-    def __init__(self, cfg: SAEConfig | None = None, *, seed: int | None = None, **kwargs: Any):
+    def __init__(
+        self, cfg: SAEConfig | None = None, *, seed: int | None = None, init: bool = True, **kwargs: Any
+    ):
         kwargs.setdefault("transcoder", True)
         kwargs.setdefault("apply_b_dec_to_input", False)
         if cfg is not None:
             cfg = dataclasses.replace(cfg, transcoder=True, apply_b_dec_to_input=False)
-        super().__init__(cfg, seed=seed, **kwargs)
+        super().__init__(cfg, seed=seed, init=init, **kwargs)
 
 
-def make(cfg: SAEConfig, seed: int | None = None) -> SAE:
-    return (Transcoder if cfg.transcoder else SAE)(cfg, seed=seed)
+def make(cfg: SAEConfig, seed: int | None = None, init: bool = True) -> SAE:
+    return (Transcoder if cfg.transcoder else SAE)(cfg, seed=seed, init=init)
