@@ -251,13 +251,14 @@ def test_sae_endpoints(client, tiny_model):
     assert client.get("/api/saes/tiny-sae/search", params={"token": "the cat"}).status_code == 400
 
 
-def test_sae_minimal_reader_matches_manual_encode(sae_dir):
+def test_served_sae_matches_manual_encode(sae_dir):
     from safetensors.torch import load_file
 
-    from torch_shard_interpret.serve._sae import _load_minimal, site_from_hook
+    from torch_shard_interpret.serve._sae import load_sae, site_from_hook
 
     w = load_file(str(sae_dir / "sae_weights.safetensors"))
-    sae = _load_minimal(sae_dir, "s", {"architecture": "standard"}, "blocks.1.resid_post")
+    sae = load_sae(sae_dir, "s")
+    assert sae.site == "blocks.1.resid_post"  # from the cfg's TransformerLens hook name
     x = torch.randn(5, 64)
     assert torch.allclose(sae.encode(x), torch.relu((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]))
     assert site_from_hook("blocks.3.hook_resid_pre") == "blocks.3.resid_pre"
@@ -267,7 +268,7 @@ def test_sae_minimal_reader_matches_manual_encode(sae_dir):
 def test_bad_sae_dir(tmp_path, tiny_model):
     from torch_shard_interpret.serve import create_app
 
-    with pytest.raises(OSError, match="SAELens layout"):
+    with pytest.raises(tsi.sae.SAEError, match="SAELens layout"):
         create_app(tiny_model, saes=[tmp_path])
 
 

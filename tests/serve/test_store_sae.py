@@ -107,16 +107,17 @@ def test_an_opened_store_is_named_by_its_folder(served, tiny_model):
     assert app.state.tsi.corpus_name == f"store 'acts' ({len(store)} tokens)"
 
 
-def test_minimal_reader_reads_saelens_v5_topk(served, tmp_path):
-    """Without tsi.sae the browser reads the files itself; v5 TopK is 'standard' + activation_fn_str 'topk'."""
-    from torch_shard_interpret.serve._sae import _load_minimal
+def test_browser_reads_saelens_v5_topk(served, tmp_path):
+    """The browser reads through tsi.sae.load; v5 TopK is 'standard' + activation_fn_str 'topk'."""
+    from torch_shard_interpret.serve._sae import load_sae
 
     _, store, sae = served
     sae.save(tmp_path / "v5")
     cfg = {"d_in": 64, "d_sae": 32, "architecture": "standard", "activation_fn_str": "topk",
            "activation_fn_kwargs": {"k": 4}, "hook_name": "blocks.1.hook_resid_post"}  # fmt: skip
     (tmp_path / "v5" / "cfg.json").write_text(json.dumps(cfg))
-    served_sae = _load_minimal(tmp_path / "v5", "v5", cfg, SITE)
+    served_sae = load_sae(tmp_path / "v5", "v5")
+    assert served_sae.site == SITE
     x = store.read(SITE, 0, 32).float()
     with torch.no_grad():
         torch.testing.assert_close(served_sae.encode(x), sae.encode(x), atol=1e-5, rtol=1e-5)

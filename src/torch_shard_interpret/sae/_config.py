@@ -7,7 +7,7 @@ from typing import Any
 
 from ..core._errors import TsiError
 
-KINDS = ("relu", "topk", "batchtopk", "jumprelu")
+KINDS = ("relu", "topk", "batchtopk", "jumprelu", "abstopk")
 # Measured defaults (docs/bench.md, "SAE defaults"): toy superposition at several sizes and sparsities.
 MIN_TENSOR_STEPS = 1000
 """A tensor source gets at least this many steps (300 recovered only 0.65-0.97 mean max cosine)."""
@@ -32,7 +32,8 @@ class SAEConfig:
     """Number of latents (dictionary size)."""
     kind: str = "topk"
     """``relu`` (ReLU + L1), ``topk`` (k largest per token), ``batchtopk`` (k x batch largest per batch while
-    training, a threshold at inference) or ``jumprelu`` (per-latent learned threshold, L0 penalty)."""
+    training, a threshold at inference), ``jumprelu`` (per-latent learned threshold, L0 penalty) or ``abstopk``
+    (the k largest ``|pre|`` per token, signs kept; SAELens ``abstopk``, loaded, not trained)."""
     k: int | None = 32
     """Active latents per token for ``topk``/``batchtopk`` (mean over the batch for ``batchtopk``)."""
     l1_coefficient: float = 2.0
@@ -66,13 +67,16 @@ class SAEConfig:
     factor into the weights at the end, so trained SAEs always say ``none``."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     """Anything else read from a cfg.json (kept, saved back, never interpreted)."""
+    skip: bool = False
+    """Transcoders: also add ``x @ W_skip.T`` (``W_skip`` ``[d_out, d_in]``) to the output (SAELens
+    ``skip_transcoder``)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise SAEError(f"unknown SAE kind {self.kind!r}; choose one of {', '.join(KINDS)}")
         if self.d_in < 1 or self.d_sae < 1:
             raise SAEError(f"d_in and d_sae must be positive, not {self.d_in} and {self.d_sae}")
-        if self.kind in ("topk", "batchtopk") and (self.k is None or not 0 < self.k <= self.d_sae):
+        if self.kind in ("topk", "batchtopk", "abstopk") and (self.k is None or not 0 < self.k <= self.d_sae):
             raise SAEError(f"k must be between 1 and d_sae={self.d_sae} for a {self.kind} SAE, not {self.k}")
         if self.normalize_activations not in NORMALIZATIONS:
             raise SAEError(

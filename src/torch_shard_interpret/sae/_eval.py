@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..core._interventions import Ablate, Set
 from ._config import SAEError
+from ._sites import site_for
 
 
 @dataclass
@@ -126,7 +127,8 @@ def evaluate(
     max_tokens: int | None = None,
 ) -> EvalResult:
     """Measure ``sae`` on ``model`` over ``texts``. ``site`` defaults to ``sae.cfg.hook_name`` (for a
-    transcoder: it reads ``hook_name`` and its prediction replaces ``hook_name_out``).
+    transcoder: it reads ``hook_name`` and its prediction replaces ``hook_name_out``); TransformerLens hook
+    names as SAELens writes them (``blocks.3.hook_resid_post``) map to our sites.
 
     ``texts``: a string, a list of strings, or token ids (a LongTensor ``[n, pos]`` or a list of 1-d ones).
     Every text is tokenized as ``model.run`` would and cut into rows of at most ``context`` tokens (a long
@@ -143,6 +145,7 @@ def evaluate(
         raise SAEError(
             "this SAE does not name its site (cfg.hook_name is empty); pass site='blocks.N.resid_post'"
         )
+    read, write = site_for(model, read), site_for(model, write)  # SAELens's TransformerLens names too
     n_ctx = getattr(model.cfg, "n_ctx", None)
     context = min(context, n_ctx) if n_ctx else context
     rows = _rows(model, texts, context, pack)
@@ -169,6 +172,8 @@ def evaluate(
             x = clean.cache[read]
             target = clean.cache[write]
             x_hat = sae.decode(z := sae.encode(x))
+            skip = sae.skip_out(x) if getattr(sae.cfg, "skip", False) else None
+            x_hat = x_hat if skip is None else x_hat + skip  # a skip transcoder's x @ W_skip.T
             t, h, zz = target.float()[keep], x_hat.float()[keep], z[keep]
             sums["sq"] += float((t - h).pow(2).sum())
             sums["xx"] += float(t.pow(2).sum())

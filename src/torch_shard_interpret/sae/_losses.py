@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ._config import SAEError
 from ._kernels import GatherEncode, SparseDecode, topk_forward
 from ._sae import SAE
 
@@ -81,6 +82,11 @@ def forward_loss(
     ``gather``: all-gather + concatenate (DDP), so that BatchTopK selects over the global batch.
     """
     cfg = sae.cfg
+    if cfg.kind == "abstopk" or cfg.skip:  # loaded from SAELens: inference only here
+        what, fix = (
+            ("abstopk SAEs", "kind='topk'") if cfg.kind == "abstopk" else ("skip transcoders", "skip=False")
+        )
+        raise SAEError(f"{what} can be loaded and run but not trained by tsi; train with {fix} instead")
     b_in = sae.b_dec if (cfg.apply_b_dec_to_input and not cfg.transcoder) else None
     zero = x.new_zeros(())
     if cfg.kind == "topk":

@@ -1,7 +1,7 @@
 """SAE: a sparse autoencoder (or transcoder) as a plain ``nn.Module``.
 
-    z     = act(x - b_dec) @ W_enc + b_enc)      # [..., d_sae]   (transcoders: no b_dec subtraction)
-    x_hat = z @ W_dec + b_dec                     # [..., d_out]
+    z     = act((x - b_dec) @ W_enc + b_enc)      # [..., d_sae]   (transcoders: no b_dec subtraction)
+    x_hat = z @ W_dec + b_dec                     # [..., d_out]   (skip transcoders: + x @ W_skip.T)
 
 ``W_enc`` is ``[d_in, d_sae]`` and ``W_dec`` ``[d_sae, d_out]`` with unit-norm rows, as in SAELens.
 """
@@ -30,7 +30,14 @@ def _dtype(name: str) -> torch.dtype:
 class SAE(nn.Module):
     """A sparse autoencoder. ``SAE(cfg)`` or ``SAE(d_in=576, d_sae=4096, kind="topk", k=32)``."""
 
-    def __init__(self, cfg: SAEConfig | None = None, *, seed: int | None = None, **kwargs: Any):
+    log_threshold: nn.Parameter  # jumprelu only
+    threshold: torch.Tensor  # batchtopk only (a buffer)
+    W_skip: nn.Parameter  # skip transcoders only: [d_out, d_in]
+
+    def __init__(
+        self, cfg: SAEConfig | None = None, *, seed: int | None = None, init: bool = True, **kwargs: Any
+    ):
+        """``init=False`` leaves the parameters uninitialised, for a loader that overwrites them all."""
         super().__init__()
         if cfg is None:
             cfg = SAEConfig(**kwargs)
@@ -44,11 +51,18 @@ class SAE(nn.Module):
         self.W_dec = nn.Parameter(torch.empty(d_sae, d_out, dtype=dtype))
         self.b_dec = nn.Parameter(torch.zeros(d_out, dtype=dtype))
         if cfg.kind == "jumprelu":
-            init = torch.full((d_sae,), float(cfg.jumprelu_init_threshold), dtype=dtype)
-            self.log_threshold = nn.Parameter(init.log())
+            start = torch.full((d_sae,), float(cfg.jumprelu_init_threshold), dtype=dtype)
+            self.log_threshold = nn.Parameter(start.log())
         elif cfg.kind == "batchtopk":
             self.register_buffer("threshold", torch.zeros((), dtype=dtype))
-        self.reset_parameters(seed)
+        if cfg.skip:
+            if not cfg.transcoder:
+                raise SAEError(
+                    "skip=True adds x @ W_skip.T to a transcoder's output; set transcoder=True too"
+                )
+            self.W_skip = nn.Parameter(torch.zeros(d_out, d_in, dtype=dtype))
+        if init:
+            self.reset_parameters(seed)
 
     # ---- parameters ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -88,6 +102,12 @@ class SAE(nn.Module):
         return None
 
     @property
+    def _k(self) -> int:
+        k = self.cfg.k
+        assert k is not None  # SAEConfig requires k for topk, batchtopk and abstopk
+        return k
+
+    @property
     def device(self) -> torch.device:
         return self.W_enc.device
 
@@ -110,9 +130,13 @@ class SAE(nn.Module):
         if kind == "relu":
             return F.relu(pre)
         if kind == "topk":
-            vals, idx = pre.topk(self.cfg.k, dim=-1, sorted=False)
+            vals, idx = pre.topk(self._k, dim=-1, sorted=False)
             return torch.zeros_like(pre).scatter_(-1, idx, vals.relu())
+        if kind == "abstopk":  # the k largest |pre|, signs kept
+            idx = pre.abs().topk(self._k, dim=-1, sorted=False).indices
+            return torch.zeros_like(pre).scatter_(-1, idx, pre.gather(-1, idx))
         thr = self.threshold_values
+        assert thr is not None  # jumprelu and batchtopk
         return F.relu(pre) * (pre > thr)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -120,16 +144,24 @@ class SAE(nn.Module):
         latents = self._check(latents, self.cfg.d_sae, "decode")
         return latents @ self.W_dec + self.b_dec
 
+    def skip_out(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The skip term ``x @ W_skip.T`` ``[..., d_out]`` of a skip transcoder, else None."""
+        if not self.cfg.skip:
+            return None
+        return self._check(x, self.cfg.d_in, "encode") @ self.W_skip.t()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``decode(encode(x))``; TopK decodes sparsely (no dense ``[..., d_sae]`` product)."""
+        """``decode(encode(x))`` (plus ``skip_out(x)``); TopK decodes sparsely (no dense ``[..., d_sae]``)."""
         if self.cfg.kind != "topk":
-            return self.decode(self.encode(x))
-        pre = self.pre_acts(x)
-        vals, idx = pre.topk(self.cfg.k, dim=-1, sorted=False)
-        flat = SparseDecode.apply(
-            vals.relu().reshape(-1, self.cfg.k), idx.reshape(-1, self.cfg.k), self.W_dec
-        )
-        return flat.reshape(*pre.shape[:-1], -1) + self.b_dec
+            out = self.decode(self.encode(x))
+        else:
+            pre = self.pre_acts(x)
+            k = self._k
+            vals, idx = pre.topk(k, dim=-1, sorted=False)
+            flat = SparseDecode.apply(vals.relu().reshape(-1, k), idx.reshape(-1, k), self.W_dec)
+            out = flat.reshape(*pre.shape[:-1], -1) + self.b_dec
+        skip = self.skip_out(x)
+        return out if skip is None else out + skip
 
     def _check(self, x: torch.Tensor, width: int, what: str) -> torch.Tensor:
         if not torch.is_tensor(x) or x.ndim == 0 or x.shape[-1] != width:
@@ -163,7 +195,7 @@ class SAE(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.cfg
-        k = f", k={c.k}" if c.kind in ("topk", "batchtopk") else ""
+        k = f", k={c.k}" if c.kind in ("topk", "batchtopk", "abstopk") else ""
         site = f", site={c.hook_name!r}" if c.hook_name else ""
         return f"kind={c.kind!r}, d_in={c.d_in}, d_sae={c.d_sae}{k}{site}"
 
@@ -171,13 +203,15 @@ class SAE(nn.Module):
 class Transcoder(SAE):
     """An SAE that reads one site and predicts another (e.g. MLP input -> MLP output)."""
 
-    def __init__(self, cfg: SAEConfig | None = None, *, seed: int | None = None, **kwargs: Any):
+    def __init__(
+        self, cfg: SAEConfig | None = None, *, seed: int | None = None, init: bool = True, **kwargs: Any
+    ):
         kwargs.setdefault("transcoder", True)
         kwargs.setdefault("apply_b_dec_to_input", False)
         if cfg is not None:
             cfg = dataclasses.replace(cfg, transcoder=True, apply_b_dec_to_input=False)
-        super().__init__(cfg, seed=seed, **kwargs)
+        super().__init__(cfg, seed=seed, init=init, **kwargs)
 
 
-def make(cfg: SAEConfig, seed: int | None = None) -> SAE:
-    return (Transcoder if cfg.transcoder else SAE)(cfg, seed=seed)
+def make(cfg: SAEConfig, seed: int | None = None, init: bool = True) -> SAE:
+    return (Transcoder if cfg.transcoder else SAE)(cfg, seed=seed, init=init)

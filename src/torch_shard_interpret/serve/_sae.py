@@ -1,15 +1,12 @@
 """Sparse autoencoders for the feature browser: loading (SAELens layout) and per-latent statistics.
 
-``load_sae(dir)`` uses ``tsi.sae.load`` when that package is installed and otherwise reads the SAELens
-layout itself (``cfg.json`` + ``sae_weights.safetensors`` with ``W_enc [d_in, d_sae]``, ``b_enc``,
-``W_dec [d_sae, d_in]``, ``b_dec``, optionally ``threshold``). Statistics are computed once per SAE over a
+``load_sae(dir)`` reads the SAELens layout through ``tsi.sae.load`` (the same strict checks as the library:
+there is no second, lenient reader). Statistics are computed once per SAE over a
 corpus (an activation store's tokens or a small built-in text list) and kept in memory.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +15,9 @@ from typing import Any
 
 import torch
 
+from ..sae._config import SAEError
+from ..sae._io import load
+from ..sae._sites import site_for, tl_to_site
 from ._specs import RequestError
 
 # A small mixed corpus used when the server was started without an activation store.
@@ -48,14 +48,6 @@ DEFAULT_CORPUS = (
     "Yesterday it rained all day, but today the sun is shining.",
 )
 
-_TL_SUFFIX = {
-    "hook_resid_pre": "resid_pre",
-    "hook_resid_post": "resid_post",
-    "hook_mlp_out": "mlp.out",
-    "hook_attn_out": "attn.out",
-    "hook_resid_mid": "resid_mid",
-}
-
 
 @dataclass
 class ServedSAE:
@@ -75,109 +67,30 @@ class ServedSAE:
 
 def site_from_hook(hook: str) -> str:
     """SAELens/TransformerLens hook names (``blocks.6.hook_resid_post``) -> tsi sites (``blocks.6.resid_post``)."""
-    m = re.fullmatch(r"blocks\.(\d+)\.(hook_[a-z_]+)", hook)
-    if m and m.group(2) in _TL_SUFFIX:
-        return f"blocks.{m.group(1)}.{_TL_SUFFIX[m.group(2)]}"
-    return hook
+    return tl_to_site(hook) or hook
 
 
 def load_sae(path: str | Path, name: str | None = None) -> ServedSAE:
+    """The SAE in the folder ``path`` through ``tsi.sae.load``, the library's one strict loader: a folder it
+    refuses is refused here too, with the same sentence (an ``SAEError``)."""
     path = Path(path)
-    cfg_file, weights = path / "cfg.json", path / "sae_weights.safetensors"
-    if not cfg_file.is_file() or not weights.is_file():
-        raise OSError(
-            f"{str(path)!r} is not an SAE directory: it needs cfg.json and sae_weights.safetensors (SAELens layout)"
+    sae = load(path)
+    hook = sae.cfg.hook_name
+    if not hook:
+        raise SAEError(
+            f"{str(path / 'cfg.json')!r} names no site: the browser needs 'hook_name' (e.g. "
+            "'blocks.6.hook_resid_post' or 'blocks.6.resid_post')"
         )
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except ValueError as exc:
-        raise OSError(f"{str(cfg_file)!r} is not valid JSON ({exc})") from None
-    meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
-    hook = cfg.get("hook_name") or meta.get("hook_name") or cfg.get("site") or cfg.get("hook_point")
-    if not isinstance(hook, str):
-        raise OSError(
-            f"{str(cfg_file)!r} names no site: it needs 'hook_name' (e.g. 'blocks.6.hook_resid_post')"
-        )
-    name = name or path.name
-    sae = _load_with_tsi(path)
-    if sae is not None:
-        W_dec = _param(sae, "W_dec")
-        if W_dec is not None:
-            W_dec = W_dec.detach().float().cpu()
-            if W_dec.shape[0] != int(cfg.get("d_sae", W_dec.shape[0])):
-                W_dec = W_dec.T
-            enc = _tsi_encoder(sae)
-            return ServedSAE(
-                name, str(path), site_from_hook(hook), W_dec.shape[1], W_dec.shape[0], enc, W_dec, cfg
-            )
-    return _load_minimal(path, name, cfg, site_from_hook(hook))
-
-
-def _load_with_tsi(path: Path) -> Any:
-    try:
-        from .. import sae as tsi_sae  # the library's own SAE package, once it is installed
-    except ImportError:
-        return None
-    loader = getattr(tsi_sae, "load", None)
-    if loader is None:
-        return None
-    try:
-        return loader(str(path))
-    except Exception:  # noqa: BLE001 - fall back to the minimal reader below
-        return None
-
-
-def _param(sae: Any, name: str) -> torch.Tensor | None:
-    value = getattr(sae, name, None)
-    return value if torch.is_tensor(value) else None
-
-
-def _tsi_encoder(sae: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    def encode(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            p = next(iter(sae.parameters()), None)
-            if p is not None:
-                x = x.to(p.device, p.dtype)
-            return sae.encode(x).float().cpu()
-
-    return encode
-
-
-def _load_minimal(path: Path, name: str, cfg: dict[str, Any], site: str) -> ServedSAE:
-    try:
-        from safetensors.torch import load_file
-
-        w = load_file(str(path / "sae_weights.safetensors"))
-    except Exception as exc:  # noqa: BLE001 - a corrupt file
-        raise OSError(
-            f"cannot read {str(path / 'sae_weights.safetensors')!r}: {' '.join(str(exc).split())}"
-        ) from None
-    missing = [k for k in ("W_enc", "b_enc", "W_dec") if k not in w]
-    if missing:
-        raise OSError(f"{str(path)!r}: sae_weights.safetensors lacks {', '.join(missing)}")
-    W_enc, b_enc, W_dec = w["W_enc"].float(), w["b_enc"].float(), w["W_dec"].float()  # [d_in, d_sae], ...
-    b_dec = w.get("b_dec", torch.zeros(W_dec.shape[1])).float()
-    threshold = w.get("threshold")
-    arch = str(cfg.get("architecture", "standard")).lower()
-    kwargs = cfg.get("activation_fn_kwargs") or {}
-    k = cfg.get("k") or kwargs.get("k")
-    # SAELens v5 writes TopK as architecture "standard" with activation_fn_str "topk"
-    if "topk" in (cfg.get("activation_fn"), cfg.get("activation_fn_str"), arch):
-        arch = "topk"
-    sub_b_dec = bool(cfg.get("apply_b_dec_to_input", True))
+    W_dec = sae.W_dec.detach().float().cpu()  # [d_sae, d_out]
 
     def encode(x: torch.Tensor) -> torch.Tensor:  # [n, d_in] -> [n, d_sae]
-        x = x.float()
-        pre = (x - b_dec if sub_b_dec else x) @ W_enc + b_enc
-        if arch == "jumprelu" and threshold is not None:
-            return pre * (pre > threshold.float())
-        acts = torch.relu(pre)
-        if arch == "topk" and k:
-            top = acts.topk(int(k), dim=-1)
-            acts = torch.zeros_like(acts).scatter_(-1, top.indices, top.values)
-        return acts
+        with torch.no_grad():
+            return sae.encode(x.to(sae.device, sae.dtype)).float().cpu()
 
-    return ServedSAE(name, str(path), site, W_enc.shape[0], W_enc.shape[1], encode, W_dec, cfg)
+    cfg = {**sae.cfg.extra, **{k: v for k, v in sae.cfg.to_dict().items() if k != "extra"}}
+    return ServedSAE(
+        name or path.name, str(path), site_from_hook(hook), sae.cfg.d_in, sae.cfg.d_sae, encode, W_dec, cfg
+    )
 
 
 # ---- statistics ---------------------------------------------------------------------------------
@@ -199,6 +112,7 @@ def compute_stats(
     """Run ``texts`` through the model, encode the SAE's site and keep the latents."""
     from ..core._errors import TsiError
 
+    sae.site = site_for(model, sae.site)  # e.g. a transcoder's 'blocks.3.ln2.hook_normalized'
     model.resolve(sae.site)
     d = model.cfg.d_model
     if d is not None and ".resid" in sae.site and d != sae.d_in:
