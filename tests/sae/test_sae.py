@@ -299,8 +299,9 @@ def test_on_the_fly_resume_matches_uninterrupted_run(tiny, tmp_path):
     ck = tmp_path / "ck"
     with pytest.raises(KeyboardInterrupt):
         tsi.sae.train_on_model(tiny, texts, checkpoint_dir=ck, checkpoint_every=2, callback=stop_at_4, **kw)
-    assert (ck / "checkpoint.pt").is_file() and not [p for p in ck.iterdir() if p.name != "checkpoint.pt"]
-    assert torch.load(ck / "checkpoint.pt", weights_only=False)["step"] == 4
+    files = sorted(p.name for p in ck.iterdir())  # one JSON record and the one tensor file it names
+    assert len(files) == 2 and files[1] == "checkpoint.json" and files[0].endswith(".safetensors")
+    assert json.loads((ck / "checkpoint.json").read_text())["step"] == 4
     with pytest.raises(SAEError, match="other texts"):  # another text stream is refused
         tsi.sae.train_on_model(tiny, TEXTS * 5, checkpoint_dir=ck, resume=True, **kw)
     resumed = tsi.sae.train_on_model(tiny, texts, checkpoint_dir=ck, resume=True, **kw)

@@ -112,13 +112,23 @@ def _load_acts(path: str) -> Any:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"--acts {path!r} does not exist; give a .pt or .safetensors file of [n, d_in] rows")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        tensors = list(load_file(str(p)).values())
-        t = tensors[0] if len(tensors) == 1 else None
-    else:
-        t = torch.load(p, map_location="cpu", weights_only=True)
+            tensors = list(load_file(str(p)).values())
+            t = tensors[0] if len(tensors) == 1 else None
+        else:  # weights_only: plain tensors only, nothing in the file can run code
+            import warnings
+
+            with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+                warnings.simplefilter("ignore")
+                t = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch and safetensors raise many types for a bad file
+        raise InputError(
+            f"--acts {path!r} could not be read as a tensor file ({type(exc).__name__}); give a .safetensors "
+            "file or a .pt file saved with torch.save(tensor)"
+        ) from None
     if not torch.is_tensor(t) or t.ndim != 2:
         raise InputError(f"--acts {path!r} must hold one 2-D tensor [n, d_in]")
     return t.float()

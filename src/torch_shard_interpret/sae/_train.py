@@ -17,11 +17,10 @@ from typing import Any
 
 import torch
 
+from . import _checkpoint
 from ._config import LR_AT_16K, LR_EXPONENT, MIN_TENSOR_STEPS, SAEConfig, SAEError, TrainConfig
 from ._losses import forward_loss
 from ._sae import SAE, make
-
-CHECKPOINT = "checkpoint.pt"
 
 
 # ---- distributed --------------------------------------------------------------------------------
@@ -221,10 +220,13 @@ class _Trainer:
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs: tensors and JSON values only (see ``_checkpoint``)."""
+        opt = self.opt.state_dict()
         return {
             "cfg": self.cfg.to_dict(),
-            "sae": self.sae.state_dict(),
-            "opt": self.opt.state_dict(),
+            "sae": dict(self.sae.state_dict()),
+            "opt_state": {str(i): st for i, st in opt["state"].items()},
+            "opt_groups": opt["param_groups"],
             "step": self.step_i,
             "since_fired": self.since_fired.clone(),
             "scales": (self.scale_in, self.scale_out),
@@ -238,11 +240,13 @@ class _Trainer:
                 "the checkpoint was made for a different SAE configuration; use resume=False or another checkpoint_dir"
             )
         self.sae.load_state_dict(st["sae"])
-        self.opt.load_state_dict(st["opt"])
-        self.step_i = st["step"]
+        groups = [{**g, "betas": tuple(g["betas"])} for g in st["opt_groups"]]
+        opt_state = {int(i): dict(v) for i, v in st["opt_state"].items()}
+        self.opt.load_state_dict({"state": opt_state, "param_groups": groups})
+        self.step_i = int(st["step"])
         self.since_fired = st["since_fired"].clone()
-        self.scale_in, self.scale_out = st["scales"]
-        self.initialised = st["initialised"]
+        self.scale_in, self.scale_out = (float(v) for v in st["scales"])
+        self.initialised = bool(st["initialised"])
         self.gen.set_state(st["gen"])
 
 
@@ -265,15 +269,6 @@ def _geometric_median(x: torch.Tensor, iters: int = 30) -> torch.Tensor:
             break
         m = m_new
     return m
-
-
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``checkpoint.pt`` atomically: a reader (or a resumed run) sees the old file or the new one."""
-    from .._io import atomic_path
-
-    path.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path / CHECKPOINT) as tmp:
-        torch.save(payload, tmp)
 
 
 # ---- data sources --------------------------------------------------------------------------------
@@ -347,7 +342,7 @@ class _StoreSource:
         return {"epoch": self.epoch, "pos": self.pos}
 
     def load_state(self, st: dict[str, int]) -> None:
-        self.epoch, self.pos, self._its = st["epoch"], st["pos"], None
+        self.epoch, self.pos, self._its = int(st["epoch"]), int(st["pos"]), None
 
 
 # ---- the public entry points ---------------------------------------------------------------------
@@ -476,19 +471,10 @@ def _run(configs, sources, tcfg, checkpoint_dir, resume, progress, callback, dis
         ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
         every = tcfg.checkpoint_every or max(1, steps // 10)
         start = 0
-        if ckpt is not None and resume and (ckpt / CHECKPOINT).exists():
-            st = torch.load(ckpt / CHECKPOINT, weights_only=False)
-            if len(st["trainers"]) != len(trainers):
-                raise SAEError(
-                    f"the checkpoint holds {len(st['trainers'])} SAEs, this run trains {len(trainers)}; "
-                    "use resume=False or another checkpoint_dir"
-                )
-            for t, s in zip(trainers, st["trainers"], strict=True):
-                t.load_state(s)
-            for src, s in zip(sources, st["data"], strict=True):
-                if hasattr(src, "load_state"):
-                    src.load_state(s)
-            start = st["step"]
+        if ckpt is not None and resume:
+            _checkpoint.refuse_legacy(ckpt)
+            if _checkpoint.exists(ckpt):
+                start = _resume(ckpt, trainers, sources)
         bar = _bar(progress and dist.rank == 0, steps, start)
         for step in range(start, steps):
             metrics: dict[str, float] = {}
@@ -497,7 +483,7 @@ def _run(configs, sources, tcfg, checkpoint_dir, resume, progress, callback, dis
                 metrics = t.step(x, y)
             if ckpt is not None and ((step + 1) % every == 0 or step + 1 == steps):
                 if dist.rank == 0:
-                    _save_checkpoint(ckpt, {
+                    _checkpoint.write(ckpt, step + 1, {
                         "step": step + 1,
                         "trainers": [t.state() for t in trainers],
                         "data": [src.state() if hasattr(src, "state") else None for src in sources],
@@ -514,6 +500,30 @@ def _run(configs, sources, tcfg, checkpoint_dir, resume, progress, callback, dis
         return [t.finish(c.hook_name, model_name) for t, c in zip(trainers, configs, strict=True)]
     finally:
         dist.close()
+
+
+def _resume(ckpt: Path, trainers: list[_Trainer], sources: list[Any]) -> int:
+    """Load the checkpoint in ``ckpt`` into the trainers and sources; returns the step to continue from."""
+    step, st = _checkpoint.read(ckpt)
+    saved = st.get("trainers")
+    if not isinstance(saved, list) or not isinstance(st.get("data"), list):
+        raise _checkpoint.damaged(ckpt, "it holds no trainers")
+    if len(saved) != len(trainers):
+        raise SAEError(
+            f"the checkpoint holds {len(saved)} SAEs, this run trains {len(trainers)}; "
+            "use resume=False or another checkpoint_dir"
+        )
+    try:
+        for t, s in zip(trainers, saved, strict=True):
+            t.load_state(s)
+        for src, s in zip(sources, st["data"], strict=True):
+            if hasattr(src, "load_state"):
+                src.load_state(s)
+    except SAEError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise _checkpoint.damaged(ckpt, f"its state does not fit this run: {type(exc).__name__}") from None
+    return step
 
 
 def _fmt(m: dict[str, float]) -> dict[str, str]:
@@ -563,7 +573,7 @@ def train_on_model(
     site of ``sites``. Token rows of padding are dropped; rows are shuffled in a buffer of ``buffer_batches``
     batches. ``steps=None``: one pass over the texts. Returns the SAEs in the order of the expanded configs.
 
-    ``checkpoint_dir``: write ``checkpoint.pt`` atomically every ``checkpoint_every`` steps (None: 10% of the
+    ``checkpoint_dir``: write a checkpoint (``checkpoint.json`` + safetensors, see ``_checkpoint``) every ``checkpoint_every`` steps (None: 10% of the
     run) and at the end: every SAE with its optimiser and RNG state, plus the stream's position in the texts,
     its shuffle generator and its buffer of not yet used rows. ``resume=True`` continues from it and gives the
     same final weights as an uninterrupted run; a checkpoint made for other configs, texts or stream settings is
@@ -656,7 +666,7 @@ class _ModelStream:
         for t in self.texts:
             digest.update(str(t).encode("utf-8", "surrogatepass") + b"\0")
         self._key_cache = {
-            "texts": (len(self.texts), digest.hexdigest()), "sites": list(self.sites), "batch": self.batch,
+            "texts": [len(self.texts), digest.hexdigest()], "sites": list(self.sites), "batch": self.batch,
             "context": self.context, "text_batch": self.text_batch, "buffer_rows": self.buffer_rows,
         }  # fmt: skip
         return self._key_cache
@@ -677,9 +687,9 @@ class _ModelStream:
                 "the checkpoint was made for other texts, sites or stream settings (batch_size, context, "
                 "text_batch_size, buffer_batches); use resume=False or another checkpoint_dir"
             )
-        self.next_text = st["next_text"]
+        self.next_text = int(st["next_text"])
         self.gen.set_state(st["gen"])
-        self.buf = dict(st["buf"])
+        self.buf = {s: st["buf"][s] for s in self.sites}
         self.tokens_per_text = st["tokens_per_text"]
         self.step, self.current = -1, {}
 
