@@ -37,10 +37,6 @@ SAE_CFG = {"kind": "topk", "d_sae": 32, "k": 4}
 TRAIN = TrainConfig(steps=8, batch_size=64, checkpoint_every=2)
 
 
-def _train(x, cfg, tcfg, **kw):
-    return tsi.sae.train(x, train_config=tcfg, **cfg, **kw)
-
-
 def _stop_at(n):
     def callback(step, metrics):
         if step == n:
@@ -51,7 +47,7 @@ def _stop_at(n):
 
 def _interrupted_checkpoint(folder, x):
     with pytest.raises(KeyboardInterrupt):
-        _train(x, SAE_CFG, TRAIN, checkpoint_dir=folder, progress=False, callback=_stop_at(4))
+        tsi.sae.train(x, SAE_CFG, TRAIN, checkpoint_dir=folder, progress=False, callback=_stop_at(4))
     assert (folder / "checkpoint.json").is_file()
     return folder
 
@@ -88,7 +84,7 @@ def test_a_planted_checkpoint_pt_is_refused_not_executed_api(tmp_path):
     ck.mkdir()
     (ck / "checkpoint.pt").write_bytes(pickle.dumps(_Payload(str(marker))))
     with pytest.raises(SAEError, match="old pickle format, which tsi does not read") as info:
-        _train(_data(), SAE_CFG, TRAIN, checkpoint_dir=ck, resume=True, progress=False)
+        tsi.sae.train(_data(), SAE_CFG, TRAIN, checkpoint_dir=ck, resume=True, progress=False)
     assert str(ck / "checkpoint.pt") in str(info.value) and "resume=False" in str(info.value)
     assert not marker.exists()
 
@@ -109,10 +105,10 @@ def test_pickles_planted_as_the_new_files_are_not_executed(tmp_path):
     payload = pickle.dumps(_Payload(str(marker)))
     _tensor_file(ck).write_bytes(payload)
     with pytest.raises(SAEError, match="sha256 differs"):
-        _train(x, SAE_CFG, TRAIN, checkpoint_dir=ck, resume=True, progress=False)
+        tsi.sae.train(x, SAE_CFG, TRAIN, checkpoint_dir=ck, resume=True, progress=False)
     (ck / "checkpoint.json").write_bytes(payload)
     with pytest.raises(SAEError, match="not valid JSON"):
-        _train(x, SAE_CFG, TRAIN, checkpoint_dir=ck, resume=True, progress=False)
+        tsi.sae.train(x, SAE_CFG, TRAIN, checkpoint_dir=ck, resume=True, progress=False)
     assert not marker.exists()
 
 
@@ -133,12 +129,12 @@ def test_resume_after_interruption_is_bitwise_identical(tmp_path, kind):
     x = _data()
     cfg = {"kind": kind, "d_sae": 32, "k": 4, "l1_coefficient": 0.5}
     tcfg = TrainConfig(steps=9, batch_size=64, checkpoint_every=2, resample_every=3, dead_after_tokens=128)
-    full = _train(x, cfg, tcfg, progress=False)
+    full = tsi.sae.train(x, cfg, tcfg, progress=False)
     ck = tmp_path / "ck"
     with pytest.raises(KeyboardInterrupt):
-        _train(x, cfg, tcfg, checkpoint_dir=ck, progress=False, callback=_stop_at(5))
+        tsi.sae.train(x, cfg, tcfg, checkpoint_dir=ck, progress=False, callback=_stop_at(5))
     assert json.loads((ck / "checkpoint.json").read_text())["step"] == 4  # the last one written
-    resumed = _train(x, cfg, tcfg, checkpoint_dir=ck, resume=True, progress=False)
+    resumed = tsi.sae.train(x, cfg, tcfg, checkpoint_dir=ck, resume=True, progress=False)
     for name, value in full.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
     assert len(list(ck.glob("*.safetensors"))) == 1  # older tensor files are removed
@@ -214,7 +210,7 @@ def test_damaged_checkpoint_gives_one_sentence_api(tmp_path, damage):
     ck = _interrupted_checkpoint(tmp_path / "ck", x)
     path, why = damage(ck)
     with pytest.raises(SAEError) as info:
-        _train(x, SAE_CFG, TRAIN, checkpoint_dir=ck, resume=True, progress=False)
+        tsi.sae.train(x, SAE_CFG, TRAIN, checkpoint_dir=ck, resume=True, progress=False)
     msg = str(info.value)
     assert why in msg and str(path) in msg and "resume=False" in msg
     assert "\n" not in msg and msg.count(". ") == 0  # one sentence

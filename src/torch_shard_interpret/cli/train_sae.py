@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..core import InputError
-    from ..sae import train
+    from ..sae import TrainConfig, train
 
     if not args.store and not args.acts:
         raise InputError("give --store DIR (an activation store) or --acts FILE (an [n, d_in] tensor)")
@@ -66,20 +66,19 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not args.checkpoint_dir:
         raise InputError("--resume needs --checkpoint-dir")
     source = _open_store(args.store) if args.store else _load_acts(args.acts)
+    sae_fields = {"kind": args.kind, "d_sae": args.d_sae}
+    if args.kind in ("topk", "batchtopk"):
+        sae_fields["k"] = args.k
+    if args.l1_coefficient is not None:
+        sae_fields["l1_coefficient"] = args.l1_coefficient
     sae = train(
         source,
+        sae_fields,
+        TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
         site=args.site,
-        kind=args.kind,
-        d_sae=args.d_sae,
-        k=args.k if args.kind in ("topk", "batchtopk") else None,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,
         progress=not args.no_progress,
-        **({} if args.l1_coefficient is None else {"l1_coefficient": args.l1_coefficient}),
     )
     sae.save(out)
     print(f"saved {sae.cfg.kind} SAE ({sae.cfg.d_in} -> {sae.cfg.d_sae} latents) to {out}")
