@@ -74,11 +74,8 @@ def main() -> None:
     train = {
         f"sae.train batchtopk d_sae={args.width}": lambda: tsi.sae.train(
             xa,
-            kind="batchtopk",
-            d_sae=args.width,
-            k=args.k,
-            steps=args.steps,
-            batch_size=batch,
+            {"kind": "batchtopk", "d_sae": args.width, "k": args.k},
+            {"steps": args.steps, "batch_size": batch},
             progress=False,
         ),
         f"crosscoder batchtopk d_latent={args.width}": lambda: fit_crosscoder(

@@ -30,7 +30,8 @@ def batches(acts: torch.Tensor, seed: int = 0):
 
 
 def ours(acts, n, k):
-    return tsi.sae.train(acts, kind="topk", d_sae=n, k=k, steps=STEPS, batch_size=BATCH, progress=False).W_dec
+    tcfg = {"steps": STEPS, "batch_size": BATCH}
+    return tsi.sae.train(acts, {"kind": "topk", "d_sae": n, "k": k}, tcfg, progress=False).W_dec
 
 
 def saelens(acts, n, k):

@@ -71,10 +71,10 @@ def _time(step, batches, warmup: int, steps: int) -> float:
 
 def bench_ours(batches, warmup, steps):
     from torch_shard_interpret.sae import SAEConfig, TrainConfig
-    from torch_shard_interpret.sae._train import _Dist, _Trainer
+    from torch_shard_interpret.sae._trainer import Dist, Trainer
 
     cfg = SAEConfig(d_in=D_IN, d_sae=D_SAE, kind="topk", k=K)
-    tr = _Trainer(cfg, TrainConfig(batch_size=BATCH, dead_after_tokens=10**12), 10**6, _Dist(False))
+    tr = Trainer(cfg, TrainConfig(batch_size=BATCH, dead_after_tokens=10**12), 10**6, Dist(False))
     return _time(lambda x: tr.step(x), batches, warmup, steps)
 
 

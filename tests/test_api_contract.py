@@ -109,11 +109,15 @@ def test_store_and_sae(tmp_path):
     batch = next(iter(store.batches("blocks.1.resid_post", batch_size=16, shuffle=True, seed=0)))
     assert batch.shape == (16, 64)
     sae = tsi.sae.train(
-        store, site="blocks.1.resid_post", kind="topk", d_sae=128, k=8, steps=5, progress=False
+        store,
+        {"kind": "topk", "d_sae": 128, "k": 8},
+        {"steps": 5},
+        site="blocks.1.resid_post",
+        progress=False,
     )
     x = store.read("blocks.1.resid_post", 0, 8)
     assert sae.decode(sae.encode(x)).shape == x.shape and sae(x).shape == x.shape
-    small = tsi.sae.train(torch.randn(256, 64), kind="topk", d_sae=64, k=4, progress=False)
+    small = tsi.sae.train(torch.randn(256, 64), {"kind": "topk", "d_sae": 64, "k": 4}, progress=False)
     assert small.encode(torch.randn(2, 64)).shape == (2, 64)
     assert tsi.sae.evaluate(model, sae, texts[:2]) is not None
     sae.save(tmp_path / "sae")

@@ -21,7 +21,7 @@ def data() -> torch.Tensor:
 def run(kind: str) -> tsi.sae.SAE:
     tcfg = TrainConfig(steps=25, batch_size=250, seed=3, dead_after_tokens=500)  # AuxK active early
     extra = {"l1_coefficient": 0.5} if kind == "relu" else {}
-    return tsi.sae.train(data(), kind=kind, d_sae=64, k=4, train_config=tcfg, progress=False, **extra)
+    return tsi.sae.train(data(), {"kind": kind, "d_sae": 64, "k": 4, **extra}, tcfg, progress=False)
 
 
 if __name__ == "__main__":

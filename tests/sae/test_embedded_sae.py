@@ -51,7 +51,11 @@ def trained(model, corpus, tmp_path_factory):
     )  # fmt: skip
     assert store.sites == [SITE] and len(store) >= 2500
     sae = tsi.sae.train(
-        store, site=SITE, kind="topk", d_sae=1024, k=32, steps=300, batch_size=256, progress=False, seed=0
+        store,
+        {"kind": "topk", "d_sae": 1024, "k": 32},
+        {"steps": 300, "batch_size": 256},
+        site=SITE,
+        progress=False,
     )
     return store, sae
 

@@ -82,7 +82,7 @@ def test_train_on_tensor_all_kinds(kind):
     extra = (
         {"l1_coefficient": 0.5} if kind == "relu" else {"l0_coefficient": 0.5} if kind == "jumprelu" else {}
     )
-    sae = tsi.sae.train(x, kind=kind, d_sae=96, k=6, steps=150, progress=False, **extra)
+    sae = tsi.sae.train(x, {"kind": kind, "d_sae": 96, "k": 6, **extra}, {"steps": 150}, progress=False)
     with torch.no_grad():
         fvu = float((sae(x) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
         l0 = float((sae.encode(x) > 0).sum(-1).float().mean())
@@ -96,27 +96,29 @@ def test_train_on_tensor_all_kinds(kind):
 
 def test_train_defaults_fit_a_small_tensor():
     x = _sparse_data(n=300)
-    sae = tsi.sae.train(x, kind="topk", d_sae=64, k=4, steps=20, progress=False)  # batch capped at 300
+    sae = tsi.sae.train(x, {"kind": "topk", "d_sae": 64, "k": 4}, {"steps": 20}, progress=False)  # batch 300
     assert sae.cfg.d_in == 24 and sae.cfg.d_sae == 64
 
 
 def test_resume_is_bit_exact(tmp_path):
     x = _sparse_data(n=600)
-    kw = dict(kind="topk", d_sae=64, k=4, steps=12, batch_size=256, progress=False)
-    full = tsi.sae.train(x, **kw)
+    cfg, tcfg = {"kind": "topk", "d_sae": 64, "k": 4}, {"steps": 12, "batch_size": 256}
+    full = tsi.sae.train(x, cfg, tcfg, progress=False)
 
     def stop_at_6(step, metrics):
         if step == 6:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        tsi.sae.train(x, checkpoint_dir=tmp_path, callback=stop_at_6, train_config=None, **kw, aux_k=8)
+        tsi.sae.train(
+            x, {**cfg, "aux_k": 8}, tcfg, checkpoint_dir=tmp_path, callback=stop_at_6, progress=False
+        )
     # a different configuration must not silently reuse the checkpoint
     with pytest.raises(SAEError, match="different SAE configuration"):
-        tsi.sae.train(x, checkpoint_dir=tmp_path, resume=True, **kw)
+        tsi.sae.train(x, cfg, tcfg, checkpoint_dir=tmp_path, resume=True, progress=False)
     with pytest.raises(KeyboardInterrupt):
-        tsi.sae.train(x, checkpoint_dir=tmp_path, callback=stop_at_6, **kw)
-    resumed = tsi.sae.train(x, checkpoint_dir=tmp_path, resume=True, **kw)
+        tsi.sae.train(x, cfg, tcfg, checkpoint_dir=tmp_path, callback=stop_at_6, progress=False)
+    resumed = tsi.sae.train(x, cfg, tcfg, checkpoint_dir=tmp_path, resume=True, progress=False)
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
@@ -145,10 +147,11 @@ def test_train_from_store_and_transcoder_from_store_pair():
     y = torch.relu(x @ torch.randn(24, 10))
     store = FakeStore({"a": x, "b": y})
     with pytest.raises(SAEError, match="several sites"):
-        tsi.sae.train(store, steps=2, progress=False)
-    sae = tsi.sae.train(store, site="a", d_sae=64, k=4, batch_size=256, steps=40, progress=False)
+        tsi.sae.train(store, train_config={"steps": 2}, progress=False)
+    cfg, tcfg = {"d_sae": 64, "k": 4}, {"batch_size": 256, "steps": 40}
+    sae = tsi.sae.train(store, cfg, tcfg, site="a", progress=False)
     assert sae.cfg.hook_name == "a"
-    tc = tsi.sae.train(store, site=("a", "b"), d_sae=64, k=4, batch_size=256, steps=40, progress=False)
+    tc = tsi.sae.train(store, cfg, tcfg, site=("a", "b"), progress=False)
     assert isinstance(tc, tsi.sae.SAE) and tc.cfg.transcoder and tc.cfg.d_out == 10
     assert tc(x).shape == (1024, 10) and tc.cfg.hook_name_out == "b"
 
@@ -159,7 +162,11 @@ def test_train_with_real_store(tiny, tmp_path):
     )
     store = tsi.store.open(tmp_path / "acts")
     sae = tsi.sae.train(
-        store, site="blocks.1.resid_post", d_sae=64, k=4, batch_size=64, steps=20, progress=False
+        store,
+        {"d_sae": 64, "k": 4},
+        {"batch_size": 64, "steps": 20},
+        site="blocks.1.resid_post",
+        progress=False,
     )
     assert sae.cfg.d_in == 64
     stats = tsi.sae.latent_stats(tiny, sae, store)  # contexts from the store's token ids
@@ -261,7 +268,7 @@ def test_on_the_fly_training_several_saes_one_pass_and_evaluate(tiny):
         tiny, TEXTS * 6, sites=["blocks.0.resid_post", "blocks.1.resid_post"],
         configs=[{"kind": "topk", "d_sae": 128, "k": 8}, {"kind": "relu", "d_sae": 64, "l1_coefficient": 1.0,
                  "hook_name": "blocks.1.resid_post"}],
-        batch_size=64, steps=30, progress=False,
+        train_config={"batch_size": 64, "steps": 30}, progress=False,
     )  # fmt: skip
     assert [s.cfg.hook_name for s in saes] == [
         "blocks.0.resid_post",
@@ -275,8 +282,8 @@ def test_on_the_fly_training_several_saes_one_pass_and_evaluate(tiny):
     expect = (res.ce_zero - res.ce_spliced) / (res.ce_zero - res.ce_clean)
     assert res.ce_loss_recovered == pytest.approx(expect)
     assert 0 <= res.dead_fraction <= 1 and "CE loss recovered" in str(res)
-    tc = tsi.sae.train((tiny, TEXTS * 6), site=("model.layers.1.mlp:input", "blocks.1.mlp.out"),
-                       d_sae=64, k=8, batch_size=64, steps=20, progress=False)  # fmt: skip
+    tc = tsi.sae.train((tiny, TEXTS * 6), {"d_sae": 64, "k": 8}, {"batch_size": 64, "steps": 20},
+                       site=("model.layers.1.mlp:input", "blocks.1.mlp.out"), progress=False)  # fmt: skip
     assert tc.cfg.transcoder and tc.cfg.hook_name_out == "blocks.1.mlp.out"
     r = tsi.sae.evaluate(tiny, tc, TEXTS)
     assert r.site == "blocks.1.mlp.out" and r.fvu < 1.5
@@ -287,7 +294,7 @@ def test_on_the_fly_resume_matches_uninterrupted_run(tiny, tmp_path):
         sites=["blocks.0.resid_post", "blocks.1.resid_post"],
         configs=[{"kind": "topk", "d_sae": 64, "k": 4, "hook_name": "blocks.0.resid_post"},
                  {"kind": "relu", "d_sae": 32, "l1_coefficient": 1.0, "hook_name": "blocks.1.resid_post"}],
-        batch_size=32, steps=10, progress=False, text_batch_size=2, buffer_batches=2,
+        train_config={"batch_size": 32, "steps": 10, "text_batch_size": 2, "buffer_batches": 2}, progress=False,
     )  # fmt: skip
     texts = TEXTS * 4  # the stream wraps around the texts during the run
     full = tsi.sae.train_on_model(tiny, texts, **kw)
@@ -298,9 +305,11 @@ def test_on_the_fly_resume_matches_uninterrupted_run(tiny, tmp_path):
 
     ck = tmp_path / "ck"
     with pytest.raises(KeyboardInterrupt):
-        tsi.sae.train_on_model(tiny, texts, checkpoint_dir=ck, checkpoint_every=2, callback=stop_at_4, **kw)
-    assert (ck / "checkpoint.pt").is_file() and not [p for p in ck.iterdir() if p.name != "checkpoint.pt"]
-    assert torch.load(ck / "checkpoint.pt", weights_only=False)["step"] == 4
+        kw2 = {**kw, "train_config": {**kw["train_config"], "checkpoint_every": 2}}
+        tsi.sae.train_on_model(tiny, texts, checkpoint_dir=ck, callback=stop_at_4, **kw2)
+    files = sorted(p.name for p in ck.iterdir())  # one JSON record and the one tensor file it names
+    assert len(files) == 2 and files[1] == "checkpoint.json" and files[0].endswith(".safetensors")
+    assert json.loads((ck / "checkpoint.json").read_text())["step"] == 4
     with pytest.raises(SAEError, match="other texts"):  # another text stream is refused
         tsi.sae.train_on_model(tiny, TEXTS * 5, checkpoint_dir=ck, resume=True, **kw)
     resumed = tsi.sae.train_on_model(tiny, texts, checkpoint_dir=ck, resume=True, **kw)
@@ -308,7 +317,8 @@ def test_on_the_fly_resume_matches_uninterrupted_run(tiny, tmp_path):
         for a, b in zip(f.state_dict().values(), r.state_dict().values(), strict=True):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
     # train((model, texts)) passes the checkpoint arguments on
-    one = dict(site="blocks.1.resid_post", d_sae=32, k=4, batch_size=32, steps=6, progress=False)
+    one = dict(sae_config={"d_sae": 32, "k": 4}, train_config={"batch_size": 32, "steps": 6},
+               site="blocks.1.resid_post", progress=False)  # fmt: skip
     ref = tsi.sae.train((tiny, texts), **one)
     with pytest.raises(KeyboardInterrupt):
         tsi.sae.train((tiny, texts), checkpoint_dir=tmp_path / "c1", callback=stop_at_4, **one)

@@ -39,7 +39,10 @@ def test_topk_sae_recovers_toy_feature_directions():
     assert int(represented.sum()) >= N_FEAT * 3 // 4
     h = _features(16_384, gen) @ W.t()  # [n, d_hidden] hidden activations
     sae = tsi.sae.train(
-        h, kind="topk", d_sae=2 * N_FEAT, k=3, steps=1200, batch_size=1024, lr=3e-3, progress=False
+        h,
+        {"kind": "topk", "d_sae": 2 * N_FEAT, "k": 3},
+        {"steps": 1200, "batch_size": 1024, "lr": 3e-3},
+        progress=False,
     )
     true = torch.nn.functional.normalize(W[:, represented].t(), dim=-1)  # [n_feat, d_hidden]
     learnt = torch.nn.functional.normalize(sae.W_dec.detach(), dim=-1)  # [d_sae, d_hidden]

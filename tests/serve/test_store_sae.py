@@ -33,7 +33,11 @@ def served(tiny_model, tmp_path_factory):
         tiny_model, texts, sites=[SITE], path=root / "acts", context=CONTEXT, batch_size=8, progress=False
     )
     sae = tsi.sae.train(
-        store, site=SITE, kind="topk", d_sae=32, k=4, steps=60, batch_size=128, progress=False, seed=0
+        store,
+        {"kind": "topk", "d_sae": 32, "k": 4},
+        {"steps": 60, "batch_size": 128},
+        site=SITE,
+        progress=False,
     )
     sae.save(root / "store-sae")
     assert (root / "store-sae" / "cfg.json").is_file()

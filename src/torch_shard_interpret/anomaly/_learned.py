@@ -36,8 +36,8 @@ class SAELatents(SiteDetector):
         exp, k = int(self.options.get("expansion", 4)), int(self.options.get("k", 8))
         mom = _moments(x)
         xs = _standardise(x, mom)
-        sae = train(xs, kind="topk", d_sae=exp * x.shape[1], k=min(k, exp * x.shape[1]),
-                    steps=self.options.get("steps"), seed=0, progress=progress)  # fmt: skip
+        sae = train(xs, {"kind": "topk", "d_sae": exp * x.shape[1], "k": min(k, exp * x.shape[1])},
+                    {"steps": self.options.get("steps"), "seed": 0}, progress=progress)  # fmt: skip
         with torch.no_grad():
             z = sae.encode(xs)
             err = (sae.decode(z) - xs).pow(2).sum(-1)

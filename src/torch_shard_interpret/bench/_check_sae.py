@@ -1,6 +1,6 @@
 """SAE recovery on toy superposition: every SAE kind at default training settings finds the true features.
 
-Each kind is trained with ``tsi.sae.train(acts, kind=..., d_sae=n_features, k=...)`` and nothing else (steps,
+Each kind is trained with ``tsi.sae.train(acts, {"kind": ..., "d_sae": n_features, "k": ...})`` and nothing else (steps,
 batch, learning rate, penalties: the defaults of ``sae/_config.py``); ``k`` (TopK, BatchTopK) is the
 expected number of active features rounded up, the one setting that must come from the data.
 Scores: mean max cosine of the true directions with the decoder rows, and MCC (Hungarian-matched |cos|).
@@ -27,7 +27,7 @@ def recovery(task, kind: str, n_samples: int = N_SAMPLES) -> dict[str, float]:
 
     acts = task.sample(n_samples)
     kw = {"k": max(1, math.ceil(task.expected_l0))} if kind in ("topk", "batchtopk") else {}
-    sae = tsi.sae.train(acts, kind=kind, d_sae=task.n_features, progress=False, **kw)
+    sae = tsi.sae.train(acts, {"kind": kind, "d_sae": task.n_features, **kw}, progress=False)
     found = sae.W_dec.detach()
     true = task.features[task.represented]
     l0 = float((sae.encode(acts[:5000]) > 0).float().sum(-1).mean())

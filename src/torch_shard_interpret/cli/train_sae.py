@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..core import InputError
-    from ..sae import train
+    from ..sae import TrainConfig, train
 
     if not args.store and not args.acts:
         raise InputError("give --store DIR (an activation store) or --acts FILE (an [n, d_in] tensor)")
@@ -66,20 +66,19 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not args.checkpoint_dir:
         raise InputError("--resume needs --checkpoint-dir")
     source = _open_store(args.store) if args.store else _load_acts(args.acts)
+    sae_fields = {"kind": args.kind, "d_sae": args.d_sae}
+    if args.kind in ("topk", "batchtopk"):
+        sae_fields["k"] = args.k
+    if args.l1_coefficient is not None:
+        sae_fields["l1_coefficient"] = args.l1_coefficient
     sae = train(
         source,
+        sae_fields,
+        TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
         site=args.site,
-        kind=args.kind,
-        d_sae=args.d_sae,
-        k=args.k if args.kind in ("topk", "batchtopk") else None,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,
         progress=not args.no_progress,
-        **({} if args.l1_coefficient is None else {"l1_coefficient": args.l1_coefficient}),
     )
     sae.save(out)
     print(f"saved {sae.cfg.kind} SAE ({sae.cfg.d_in} -> {sae.cfg.d_sae} latents) to {out}")
@@ -112,13 +111,23 @@ def _load_acts(path: str) -> Any:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"--acts {path!r} does not exist; give a .pt or .safetensors file of [n, d_in] rows")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        tensors = list(load_file(str(p)).values())
-        t = tensors[0] if len(tensors) == 1 else None
-    else:
-        t = torch.load(p, map_location="cpu", weights_only=True)
+            tensors = list(load_file(str(p)).values())
+            t = tensors[0] if len(tensors) == 1 else None
+        else:  # weights_only: plain tensors only, nothing in the file can run code
+            import warnings
+
+            with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+                warnings.simplefilter("ignore")
+                t = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch and safetensors raise many types for a bad file
+        raise InputError(
+            f"--acts {path!r} could not be read as a tensor file ({type(exc).__name__}); give a .safetensors "
+            "file or a .pt file saved with torch.save(tensor)"
+        ) from None
     if not torch.is_tensor(t) or t.ndim != 2:
         raise InputError(f"--acts {path!r} must hold one 2-D tensor [n, d_in]")
     return t.float()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,18 +24,71 @@ class DistributedError(TsiError):
     """A collective failed or timed out: another rank died, hung or ran different code."""
 
 
-def default_timeout() -> float:
-    """Seconds a collective may wait for the other ranks: ``$TSI_DIST_TIMEOUT``, else 300."""
-    raw = os.environ.get(TIMEOUT_ENV)
-    if raw is None or raw.strip() == "":
+def timeout_seconds(value: float | str | None = None) -> float:
+    """The one parser of the process-group timeout: ``value`` if given, else ``$TSI_DIST_TIMEOUT``, else 300.
+
+    Raises ``TsiError`` (one sentence naming the setting) unless it is a finite number of seconds above 0."""
+    source = "timeout" if value is not None else TIMEOUT_ENV
+    raw = value if value is not None else os.environ.get(TIMEOUT_ENV)
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
         return DEFAULT_TIMEOUT_S
     try:
-        value = float(raw)
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        raise TsiError(f"{source}={raw!r} is not a number of seconds; set it to e.g. 300") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise TsiError(f"{source}={raw!r} must be a positive, finite number of seconds, e.g. 300")
+    return seconds
+
+
+def default_timeout() -> float:
+    """Seconds a collective may wait for the other ranks: ``$TSI_DIST_TIMEOUT``, else 300."""
+    return timeout_seconds()
+
+
+def group_timeout() -> float | None:
+    """The timeout (seconds) of the running default process group, as its backend holds it; None without one."""
+    if not is_initialized():
+        return None
+    from torch.distributed.distributed_c10d import _get_default_group
+
+    group = _get_default_group()
+    device = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    try:
+        return group._get_backend(device).options._timeout.total_seconds()  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # a backend that does not expose its options
+        return None
+
+
+def launched() -> bool:
+    """True in a process started as one of several ranks (torchrun sets ``WORLD_SIZE`` > 1)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
     except ValueError:
-        raise TsiError(f"{TIMEOUT_ENV}={raw!r} is not a number of seconds; set it to e.g. 300") from None
-    if value <= 0:
-        raise TsiError(f"{TIMEOUT_ENV}={raw!r} must be a positive number of seconds, e.g. 300")
-    return value
+        raise TsiError(
+            f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a whole number of processes"
+        ) from None
+
+
+def join(backend: str | None = None, timeout: float | None = None) -> bool:
+    """Start the default process group (see ``init``) when this process is one of several ranks and none
+    runs yet. Returns True when this call started it; the caller then ends it with ``leave(True)``."""
+    if is_initialized() or not launched():
+        return False
+    init(backend, timeout)
+    return True
+
+
+def leave(started: bool, *, wait: bool = True) -> None:
+    """End the process group if ``started`` (as returned by ``join``); ``wait``: after a barrier, so that no
+    rank tears gloo down while another is still talking to it."""
+    if not started or not is_initialized():
+        return
+    try:
+        if wait and world_size() > 1:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def is_initialized() -> bool:
@@ -53,7 +107,7 @@ def init(backend: str | None = None, timeout: float | None = None) -> None:
         return
     if not dist.is_available():
         raise DistributedError("this build of torch has no torch.distributed; install a standard torch build")
-    seconds = default_timeout() if timeout is None else float(timeout)
+    seconds = timeout_seconds(timeout)
     cuda = torch.cuda.is_available()
     backend = backend or ("nccl" if cuda else "gloo")
     kwargs: dict = {"backend": backend, "timeout": timedelta(seconds=seconds)}
@@ -107,12 +161,8 @@ def shard(items: Sequence[T]) -> Sequence[T]:
 
 
 def _timeout_s() -> float:
-    try:
-        from torch.distributed.distributed_c10d import _get_default_group
-
-        return _get_default_group().options._timeout.total_seconds()  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - backends differ; fall back to the configured value
-        return default_timeout()
+    live = group_timeout()
+    return live if live is not None else default_timeout()
 
 
 def lost_rank_error(what: str, exc: BaseException) -> DistributedError:

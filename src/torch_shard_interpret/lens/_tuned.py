@@ -51,88 +51,12 @@ from ._logit import (
     readout_modules,
     str_tokens,
 )
+from ._residuals import harvest_residuals, layer_names, model_name_of
 from ._result import LensResult
 
 WEIGHTS_FILE = "tuned_lens.safetensors"
 CONFIG_FILE = "tuned_lens.json"
 FORMAT = "tsi-tuned-lens/1"
-
-
-# ---- helpers shared by training, evaluation and the lens itself --------------------------------------
-def _model_name(model: Model) -> str | None:
-    name = getattr(model, "name", None)
-    if isinstance(name, str) and name:
-        return name
-    hf = getattr(model.module, "config", None)
-    path = getattr(hf, "name_or_path", None) or getattr(hf, "_name_or_path", None)
-    return Path(path).name if path else None
-
-
-def _layer_names(model: Model) -> list[str]:
-    try:
-        names = sorted(model.sites("blocks.*.resid_post"), key=natural_key)
-    except TsiError:
-        names = []
-    if not names:
-        raise TsiError(
-            "the tuned lens needs blocks.*.resid_post sites, which this model's adapter does not name; "
-            "wrap a model with a known architecture"
-        )
-    return names
-
-
-def _check_texts(texts: Any, what: str = "texts") -> list[str]:
-    if isinstance(texts, str):
-        texts = [texts]
-    texts = [t for t in (texts or []) if isinstance(t, str) and t.strip()]
-    if not texts:
-        raise InputError(f"{what} must be a non-empty list of non-empty strings")
-    return texts
-
-
-def _chunks(model: Model, texts: list[str], context: int) -> list[list[int]]:
-    """Token ids of ``texts``, split into windows of at most ``context`` tokens (windows of one token dropped)."""
-    if model.tokenizer is None:
-        raise InputError("the tuned lens trains on text, so the model needs a tokenizer")
-    out: list[list[int]] = []
-    for text in texts:
-        ids = model.to_tokens(text)[0].tolist()
-        out.extend(ids[s : s + context] for s in range(0, len(ids), context) if len(ids[s : s + context]) > 1)
-    if not out:
-        raise InputError("the texts tokenize to nothing usable; give sentences of at least two tokens")
-    return out
-
-
-@torch.no_grad()
-def harvest_residuals(
-    model: Model, texts: Sequence[str], *, context: int = 128, max_tokens: int | None = None, seqs: int = 8
-) -> torch.Tensor:
-    """The residual streams ``[n_layers, n_tokens, d_model]`` (float32) of every real (non-padding) token of
-    ``texts``, cut into windows of ``context`` tokens and run ``seqs`` windows at a time."""
-    names = _layer_names(model)
-    windows = _chunks(model, _check_texts(texts), context)
-    pad = model.tokenizer.pad_token_id or 0
-    parts: list[torch.Tensor] = []
-    total = 0
-    for start in range(0, len(windows), seqs):
-        batch = windows[start : start + seqs]
-        width = max(len(w) for w in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, w in enumerate(batch):  # right padding: real tokens keep positions 0..len-1
-            ids[r, : len(w)] = torch.tensor(w)
-            mask[r, : len(w)] = 1
-        run = model.run(
-            {"input_ids": ids, "attention_mask": mask}, cache="blocks.*.resid_post", return_logits=False
-        )
-        keep = mask.bool().to(run.cache[names[0]].device)
-        stacked = torch.stack([run.cache[n][keep] for n in names]).float()  # [n_layers, tokens, d_model]
-        parts.append(stacked)
-        total += stacked.shape[1]
-        if max_tokens is not None and total >= max_tokens:
-            break
-    resid = torch.cat(parts, dim=1)
-    return resid[:, :max_tokens] if max_tokens is not None else resid
 
 
 class _Readout:
@@ -214,10 +138,10 @@ class TunedLens:
     @classmethod
     def identity(cls, model: Model) -> TunedLens:
         """An untrained lens (every translator the identity): it reads out exactly like the logit lens."""
-        n_layers = len(_layer_names(model))
+        n_layers = len(layer_names(model))
         if model.cfg.d_model is None:
             raise TsiError("the tuned lens needs model.cfg.d_model")
-        return cls(n_layers, model.cfg.d_model, model_name=_model_name(model))
+        return cls(n_layers, model.cfg.d_model, model_name=model_name_of(model))
 
     @classmethod
     def train(
@@ -271,7 +195,7 @@ class TunedLens:
         harvested = time.perf_counter()
         n_layers, n_tokens, d_model = resid.shape
         scales = resid.pow(2).mean(-1).sqrt().mean(-1).clamp_min(1e-6)  # [L]
-        lens = cls(n_layers, d_model, model_name=_model_name(model), scales=scales.cpu())
+        lens = cls(n_layers, d_model, model_name=model_name_of(model), scales=scales.cpu())
         norm, head = readout_modules(model)
         device = module_device(norm, resid.device)
         lens.to(device)
@@ -361,7 +285,7 @@ class TunedLens:
             return self._translate(x, slice(layer, layer + 1))[0].to(dev)
 
     def _check_model(self, model: Model) -> None:
-        n = len(_layer_names(model))
+        n = len(layer_names(model))
         if n != self.n_layers or model.cfg.d_model not in (None, self.d_model):
             raise InputError(
                 f"this tuned lens was trained for {self.n_layers} layers of d_model {self.d_model}"
@@ -452,10 +376,16 @@ class TunedLens:
                 f"no tuned lens at {str(folder)!r}: expected {WEIGHTS_FILE} and {CONFIG_FILE} "
                 "(written by TunedLens.save)"
             )
-        config = json.loads(config_path.read_text())
-        tensors = load_file(str(weights), device="cpu")
-        n_layers, d_model = int(config["n_layers"]), int(config["d_model"])
-        weight, bias = tensors["weight"], tensors["bias"]
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            tensors = load_file(str(weights), device="cpu")
+            n_layers, d_model = int(config["n_layers"]), int(config["d_model"])
+            weight, bias = tensors["weight"], tensors["bias"]
+        except Exception as exc:  # noqa: BLE001 - JSON, safetensors and missing keys fail in many ways
+            raise InputError(
+                f"the tuned lens at {str(folder)!r} cannot be read ({type(exc).__name__}); train it again or "
+                f"restore {WEIGHTS_FILE} and {CONFIG_FILE} as TunedLens.save wrote them"
+            ) from None
         if weight.shape != (n_layers, d_model, d_model) or bias.shape != (n_layers, d_model):
             raise InputError(f"the tuned lens at {str(folder)!r} has weights that do not match its config")
         scales = tensors.get("scales", torch.ones(n_layers))

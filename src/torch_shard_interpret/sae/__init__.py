@@ -1,7 +1,7 @@
 """Sparse autoencoders and transcoders: train (from a store, a tensor or a model on the fly, DDP under
 torchrun), evaluate, attach as sites, interpret, and save/load in the SAELens layout.
 
-sae = tsi.sae.train(store, site="blocks.6.resid_post", kind="topk", d_sae=4096, k=32)
+sae = tsi.sae.train(store, {"kind": "topk", "d_sae": 4096, "k": 32}, site="blocks.6.resid_post")
 sae.attach(model)            # blocks.6.resid_post.sae.latents / .sae.error are now sites
 tsi.sae.evaluate(model, sae, texts)
 sae.save("sae/"); sae = tsi.sae.load("sae/")
@@ -11,6 +11,7 @@ from ._attach import attach as attach
 from ._attach import detach as detach
 from ._config import SAEConfig as SAEConfig
 from ._config import SAEError as SAEError
+from ._config import SAEWarning as SAEWarning
 from ._config import TrainConfig as TrainConfig
 from ._eval import EvalResult as EvalResult
 from ._eval import evaluate as evaluate
@@ -31,6 +32,7 @@ __all__ = [
     "LatentStats",
     "SAEConfig",
     "SAEError",
+    "SAEWarning",
     "TrainConfig",
     "Transcoder",
     "attach",

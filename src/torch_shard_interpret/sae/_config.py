@@ -16,10 +16,16 @@ LR_AT_16K = 2e-4
 LR_EXPONENT = 0.75
 """Gao et al. use 0.5; at small ``d_sae`` that gives too small a rate (40 latents: 4e-3, where 2e-2 recovers)."""
 NORMALIZATIONS = ("none", "expected_average_only_in")
+FEW_STEPS = 100
+"""Automatically chosen runs of fewer steps than this warn (a 1-step run recovered 0.19 of the CE loss)."""
 
 
 class SAEError(TsiError, ValueError):
     """An SAE configuration, file or input cannot be used."""
+
+
+class SAEWarning(UserWarning):
+    """SAE training or evaluation produced a result that is probably useless (the message says the fix)."""
 
 
 @dataclass(frozen=True)
@@ -124,3 +130,9 @@ class TrainConfig:
     """Steps between checkpoints in ``checkpoint_dir``; None: 10% of the run."""
     log_every: int = 10
     """Steps between progress-bar updates."""
+    context: int = 128
+    """On-the-fly training only: the longest token window the model runs per text."""
+    text_batch_size: int = 8
+    """On-the-fly training only: texts per forward pass of the model."""
+    buffer_batches: int = 4
+    """On-the-fly training only: rows are shuffled in a buffer of this many batches."""

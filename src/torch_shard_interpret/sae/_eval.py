@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core._interventions import Ablate, Set
-from ._config import SAEError
+from ._config import SAEError, SAEWarning
 from ._sites import site_for
 
 
@@ -201,7 +202,7 @@ def evaluate(
     var = sums["xx"] - float(x_sum.pow(2).sum()) / n
     ce_clean, ce_sp, ce_zero = sums["ce_clean"] / n_pred, sums["ce_sp"] / n_pred, sums["ce_zero"] / n_pred
     denom = ce_zero - ce_clean
-    return EvalResult(
+    result = EvalResult(
         l0=sums["l0"] / n,
         fvu=sums["sq"] / max(var, 1e-12),
         mse=sums["sq"] / n,
@@ -214,3 +215,19 @@ def evaluate(
         n_tokens=n,
         site=write,
     )
+    _warn_if_useless(result, sae)
+    return result
+
+
+def _warn_if_useless(res: EvalResult, sae: Any) -> None:
+    """Silent useless results: an SAE worse than the mean, or worse than zero-ablating its site."""
+    name = "transcoder" if sae.cfg.transcoder else "SAE"
+    if res.ce_loss_recovered < 0 or res.fvu > 1.0:
+        warnings.warn(
+            f"this {name} is worse than useless at {res.site} (FVU {res.fvu:.2f}, CE loss recovered "
+            f"{res.ce_loss_recovered:.2f}; a useful one has FVU below 1 and CE loss recovered near 1): it is "
+            "probably undertrained, so train it for more steps or on more data, and check that it was trained "
+            "on this site of this model",
+            SAEWarning,
+            stacklevel=3,
+        )

@@ -12,25 +12,23 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 
+import torch.distributed as dist
+
+from ..core._errors import TsiError
+from ..distributed import _group
 from ._errors import HarvestDistributedError
 
-DEFAULT_TIMEOUT_S = 300.0
-TIMEOUT_ENV = "TSI_DIST_TIMEOUT"
+DEFAULT_TIMEOUT_S = _group.DEFAULT_TIMEOUT_S
+TIMEOUT_ENV = _group.TIMEOUT_ENV
 
 
 def dist_timeout(seconds: float | None = None) -> float:
-    """The timeout in seconds: ``seconds`` if given, else ``$TSI_DIST_TIMEOUT``, else 300."""
-    if seconds is not None:
-        return float(seconds)
-    env = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not env:
-        return DEFAULT_TIMEOUT_S
+    """The timeout in seconds: ``seconds`` if given, else ``$TSI_DIST_TIMEOUT``, else 300 (parsed by
+    ``tsi.distributed.timeout_seconds``, the one parser of the setting)."""
     try:
-        return float(env)
-    except ValueError:
-        raise HarvestDistributedError(
-            f"{TIMEOUT_ENV}={env!r} is not a number of seconds (e.g. 300)"
-        ) from None
+        return _group.timeout_seconds(seconds)
+    except TsiError as exc:
+        raise HarvestDistributedError(str(exc)) from None
 
 
 @dataclass
@@ -63,34 +61,27 @@ class Group:
             ) from exc
 
     def close(self) -> None:
-        if self.owned:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
-            self.owned = False
+        _group.leave(self.owned, wait=False)
+        self.owned = False
 
 
 def init_group(timeout_s: float | None = None) -> Group:
     """Join the current process group, or start one (gloo) when launched by torchrun without one."""
     timeout = dist_timeout(timeout_s)
+    if not dist.is_available():  # pragma: no cover - torch built without distributed
+        return Group(timeout_s=timeout)
+    if _group.is_initialized():
+        live = _group.group_timeout()
+        return Group(dist.get_rank(), dist.get_world_size(), live if live is not None else timeout)
     try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover - torch built without distributed
-        return Group(timeout_s=timeout)
-    if not dist.is_available():
-        return Group(timeout_s=timeout)
-    if dist.is_initialized():
-        return Group(dist.get_rank(), dist.get_world_size(), timeout)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Launched by torchrun (or with RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT set by hand). gloo is
         # enough: the harvest only needs barriers, never a tensor collective.
-        try:
-            dist.init_process_group("gloo", timeout=timedelta(seconds=timeout))
-        except Exception as exc:  # noqa: BLE001
-            raise HarvestDistributedError(
-                f"could not join the process group of {os.environ.get('WORLD_SIZE')} ranks within {timeout:g} s "
-                f"({TIMEOUT_ENV} sets the timeout): {' '.join(str(exc).split())[:300]}"
-            ) from exc
+        started = _group.join("gloo", timeout)
+    except Exception as exc:  # noqa: BLE001
+        raise HarvestDistributedError(
+            f"could not join the process group of {os.environ.get('WORLD_SIZE')} ranks within {timeout:g} s "
+            f"({TIMEOUT_ENV} sets the timeout): {' '.join(str(exc).split())[:300]}"
+        ) from exc
+    if started:
         return Group(dist.get_rank(), dist.get_world_size(), timeout, owned=True)
     return Group(timeout_s=timeout)
