@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torch_shard_interpret.sae import SAE
-from torch_shard_interpret.sae import _losses
+from torch_shard_interpret.sae import SAE, _losses
 
 
 def _batch(n=64, d=8, seed=0):
