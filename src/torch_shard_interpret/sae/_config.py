@@ -42,7 +42,7 @@ class SAEConfig:
     (the k largest ``|pre|`` per token, signs kept; SAELens ``abstopk``, loaded, not trained)."""
     k: int | None = 32
     """Active latents per token for ``topk``/``batchtopk`` (mean over the batch for ``batchtopk``)."""
-    l1_coefficient: float = 2.0
+    l1_coefficient: float = 3.0
     """Weight of the L1 penalty (``relu``), on activations normalised to mean norm ``sqrt(d_in)``."""
     l0_coefficient: float = 1.0
     """Weight of the L0 penalty (``jumprelu``)."""
@@ -52,7 +52,7 @@ class SAEConfig:
     """Initial threshold of every latent (``jumprelu``)."""
     aux_k: int | None = None
     """Dead latents used by the AuxK loss (``topk``/``batchtopk``); None: ``d_in // 2``."""
-    aux_coefficient: float = 1 / 32
+    aux_coefficient: float = 0.5
     """Weight of the AuxK loss (Gao et al. 2024 use 1/32); 0 turns it off."""
     transcoder: bool = False
     """Read one site (``hook_name``) and predict another (``hook_name_out``) instead of reconstructing."""

@@ -49,6 +49,11 @@ class _Step(torch.autograd.Function):
         return None, (-(1.0 / ctx.eps) * near * g).sum(0), None
 
 
+EARLY_STEPS = {"batchtopk": 800, "jumprelu": 500}
+"""First training steps of a kind spent as another (docs/bench.md, "SAE defaults"): BatchTopK selects per token
+(TopK) and JumpReLU trains as ReLU with the L1 penalty ``l1_coefficient``, before their own selection."""
+
+
 @dataclass
 class StepOut:
     loss: torch.Tensor
@@ -89,7 +94,8 @@ def forward_loss(
         raise SAEError(f"{what} can be loaded and run but not trained by tsi; train with {fix} instead")
     b_in = sae.b_dec if (cfg.apply_b_dec_to_input and not cfg.transcoder) else None
     zero = x.new_zeros(())
-    if cfg.kind == "topk":
+    early = _early(sae, batchtopk_update, cfg.kind)
+    if cfg.kind == "topk" or (cfg.kind == "batchtopk" and early):
         x_hat, z, idx, pre, xc = topk_forward(x, sae.W_enc, sae.b_enc, sae.W_dec, b_in, sae.b_dec, cfg.k)
         fired = torch.zeros(cfg.d_sae, dtype=torch.bool, device=x.device)
         fired[idx[z > 0]] = True
@@ -97,7 +103,7 @@ def forward_loss(
     else:
         xc = x - b_in if b_in is not None else x
         pre = torch.addmm(sae.b_enc, xc, sae.W_enc)  # [batch, d_sae]
-        if cfg.kind == "relu":
+        if cfg.kind == "relu" or (cfg.kind == "jumprelu" and early):
             z = F.relu(pre)
         elif cfg.kind == "jumprelu":
             z = _JumpReLU.apply(F.relu(pre), sae.log_threshold.exp(), cfg.jumprelu_bandwidth)
@@ -121,16 +127,29 @@ def forward_loss(
     sq = err.pow(2).sum()
     if cfg.kind in ("topk", "batchtopk"):
         loss = sq / total_var
-    elif cfg.kind == "relu":
+    elif cfg.kind == "relu" or early:
         loss = sq / n_global + cfg.l1_coefficient * (z * sae.W_dec.norm(dim=-1)).sum() / n_global
     else:
         steps = _Step.apply(F.relu(pre), sae.log_threshold.exp(), cfg.jumprelu_bandwidth)
         loss = sq / n_global + cfg.l0_coefficient * steps.sum() / n_global
     aux = zero
-    if cfg.kind in ("topk", "batchtopk") and dead is not None and cfg.aux_coefficient > 0:
+    if cfg.kind != "relu" and dead is not None and cfg.aux_coefficient > 0:
         aux = _auxk(sae, pre, xc, err.detach(), dead, aux_reduce)
-        loss = loss + cfg.aux_coefficient * aux
+        # JumpReLU's loss is per row, not per unit of variance: weigh AuxK the same relative to it as in TopK
+        weight = cfg.aux_coefficient * (total_var / n_global if cfg.kind == "jumprelu" else 1.0)
+        loss = loss + weight * aux
     return StepOut(loss, sq.detach(), l0.detach(), fired, aux.detach())
+
+
+def _early(sae: SAE, training: bool, kind: str) -> bool:
+    """Whether this training step is in the first phase of ``kind`` (counted per SAE object)."""
+    n = EARLY_STEPS.get(kind, 0)
+    if not n:
+        return False
+    done = getattr(sae, "_tsi_steps", 0)
+    if training:
+        sae._tsi_steps = done + 1
+    return done < n
 
 
 @torch.no_grad()
