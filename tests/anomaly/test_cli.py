@@ -7,7 +7,7 @@ import json
 import pytest
 
 import torch_shard_interpret as tsi
-from torch_shard_interpret.cli import _common
+from _cli import preload
 from torch_shard_interpret.cli.main import main
 from torch_shard_interpret.testing._models import tiny_hf_model, tiny_tokenizer
 
@@ -18,7 +18,7 @@ ODD = [". . ! ? , , . !", "? ? ? ! ! ! . .", ", , , , ! ? . .", "! . ? , ! . ? ,
 
 @pytest.fixture
 def files(tmp_path, monkeypatch):
-    monkeypatch.setitem(_common.PRELOADED, "tiny", tsi.wrap(tiny_hf_model("llama"), tiny_tokenizer()))
+    preload(monkeypatch, "tiny", tsi.wrap(tiny_hf_model("llama"), tiny_tokenizer()))
     (tmp_path / "trusted.txt").write_text("\n".join(PROSE[:20]) + "\n")
     (tmp_path / "normal.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in PROSE[20:]) + "\n")
     (tmp_path / "odd.txt").write_text("\n".join(ODD) + "\n")

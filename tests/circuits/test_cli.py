@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import torch_shard_interpret as tsi
+from _cli import preload
 from torch_shard_interpret.circuits._toy import toy_circuit
-from torch_shard_interpret.cli import _common
 from torch_shard_interpret.cli.main import main
 
 
@@ -29,7 +29,7 @@ def toy(monkeypatch):
     model = task.model
     model.tokenizer = _Tok()
     monkeypatch.setattr(model, "to_tokens", lambda text: torch.tensor([[ord(c) % 32 for c in text]]))
-    monkeypatch.setitem(_common.PRELOADED, "toy", model)
+    preload(monkeypatch, "toy", model)
     return model
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import torch_shard_interpret as tsi
-from torch_shard_interpret.cli import _common
+from _cli import preload
 from torch_shard_interpret.cli.main import main
 from torch_shard_interpret.testing._models import tiny_hf_model, tiny_tokenizer
 
 
 def test_diff_report(tmp_path, monkeypatch, capsys):
     tok = tiny_tokenizer()
-    monkeypatch.setitem(_common.PRELOADED, "tiny", tsi.wrap(tiny_hf_model("llama"), tok))
+    preload(monkeypatch, "tiny", tsi.wrap(tiny_hf_model("llama"), tok))
     data = tmp_path / "texts.txt"
     data.write_text(
         "\n".join(f"the {w} was very good and the house was red ." for w in ("cat", "dog", "car", "tree"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import torch_shard_interpret as tsi
-from torch_shard_interpret.cli import patch as patch_cli
+from _cli import preload
 from torch_shard_interpret.cli.main import main
 from torch_shard_interpret.testing import tiny_hf_model, tiny_tokenizer
 
@@ -15,9 +15,7 @@ CORRUPT = "when john and mary went to the store , mary gave a drink to"
 
 @pytest.fixture
 def tiny(monkeypatch):
-    monkeypatch.setitem(
-        patch_cli._PRELOADED, "tiny", tsi.wrap(tiny_hf_model("llama", seed=1), tiny_tokenizer())
-    )
+    preload(monkeypatch, "tiny", tsi.wrap(tiny_hf_model("llama", seed=1), tiny_tokenizer()))
     return "tiny"
 
 

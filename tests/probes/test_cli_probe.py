@@ -7,7 +7,7 @@ import json
 import pytest
 
 import torch_shard_interpret as tsi
-from torch_shard_interpret.cli import steer as cli_steer
+from _cli import preload
 from torch_shard_interpret.cli.main import main
 from torch_shard_interpret.testing import tiny_hf_model, tiny_tokenizer
 
@@ -15,7 +15,7 @@ from torch_shard_interpret.testing import tiny_hf_model, tiny_tokenizer
 @pytest.fixture
 def tiny(monkeypatch):
     model = tsi.wrap(tiny_hf_model("llama"), tiny_tokenizer())
-    monkeypatch.setitem(cli_steer._PRELOADED, "tiny", model)  # `tsi probe` loads models like `tsi steer`
+    preload(monkeypatch, "tiny", model)
     return model
 
 

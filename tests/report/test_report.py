@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import torch_shard_interpret as tsi
-from torch_shard_interpret.cli import report as report_cli
+from _cli import preload
 from torch_shard_interpret.cli.main import main
 from torch_shard_interpret.testing import tiny_hf_model, tiny_tokenizer
 
@@ -20,7 +20,7 @@ SECTIONS = ('id="tokens"', 'id="lens"', 'id="dla"', 'id="patterns"', 'id="salien
 def tiny(monkeypatch):
     """A tiny LLaMA with a word-level tokenizer, reachable as `--model tiny`."""
     model = tsi.wrap(tiny_hf_model("llama"), tokenizer=tiny_tokenizer())
-    monkeypatch.setitem(report_cli._PRELOADED, "tiny", model)
+    preload(monkeypatch, "tiny", model)
     return model
 
 

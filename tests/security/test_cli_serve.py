@@ -12,6 +12,7 @@ pytest.importorskip("uvicorn")
 from starlette.testclient import TestClient  # noqa: E402
 
 import torch_shard_interpret as tsi  # noqa: E402
+from _cli import preload
 from torch_shard_interpret.cli import serve  # noqa: E402
 from torch_shard_interpret.cli.main import main  # noqa: E402
 from torch_shard_interpret.testing import tiny_hf_model, tiny_tokenizer  # noqa: E402
@@ -20,7 +21,7 @@ from torch_shard_interpret.testing import tiny_hf_model, tiny_tokenizer  # noqa:
 @pytest.fixture
 def started(monkeypatch):
     seen = {}
-    monkeypatch.setitem(serve._PRELOADED, "tiny", tsi.wrap(tiny_hf_model(), tiny_tokenizer()))
+    preload(monkeypatch, "tiny", tsi.wrap(tiny_hf_model(), tiny_tokenizer()))
     monkeypatch.setattr(serve, "serve_until_interrupted", lambda app, config: seen.update(app=app))
     return seen
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from _cli import preload
 from torch_shard_interpret.cli.main import main
 
 
@@ -36,7 +37,7 @@ def test_serve_starts_with_preloaded_model(monkeypatch, capsys, sae_dir):
     from torch_shard_interpret.testing import tiny_hf_model, tiny_tokenizer
 
     seen = {}
-    monkeypatch.setitem(serve._PRELOADED, "tiny", tsi.wrap(tiny_hf_model(), tiny_tokenizer()))
+    preload(monkeypatch, "tiny", tsi.wrap(tiny_hf_model(), tiny_tokenizer()))
     monkeypatch.setattr(
         serve, "serve_until_interrupted", lambda app, config: seen.update(app=app, config=config)
     )

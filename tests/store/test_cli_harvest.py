@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 import torch_shard_interpret as tsi
-from torch_shard_interpret.cli import harvest as cli_harvest
+from _cli import preload
 from torch_shard_interpret.cli.main import main
 
 
 @pytest.fixture
 def data(worker, tiny, monkeypatch, tmp_path):
-    monkeypatch.setitem(cli_harvest._PRELOADED, "tiny", tiny)
+    preload(monkeypatch, "tiny", tiny)
     path = tmp_path / "data.txt"
     path.write_text("\n".join(worker.texts()) + "\n")
     return path
@@ -28,18 +28,18 @@ def test_harvest_writes_a_store_and_resumes(data, tmp_path, capsys):
         store.sites == ["blocks.1.resid_post", "blocks.0.mlp.out"] and store.manifest["dtype"] == "bfloat16"
     )
     assert main([*argv, "--resume"]) == 0
-    assert main(argv) == 2 and "already holds a finished activation store" in capsys.readouterr().err
+    assert main(argv) == 2 and "already holds an activation store" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     "change, fragment",
     [
         ({"--sites": "blocks.1.resid_pots"}, "unknown site 'blocks.1.resid_pots'"),
-        ({"--out": "/proc/no-store-here"}, "cannot write a store"),
+        ({"--out": "/proc/no-store-here"}, "cannot write to --out"),
         ({"--data": "EMPTY"}, "no complete row"),
         ({"--data": "/no/such/file.txt"}, "does not exist"),
         ({"--data": "data.csv"}, ".jsonl"),
-        ({"--context": "0"}, "positive"),
+        ({"--context": "0"}, "from 1 to"),
     ],
 )
 def test_harvest_errors_are_one_line(data, tmp_path, capsys, change, fragment):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import torch_shard_interpret as tsi
-from torch_shard_interpret.cli import attribute as cli_attribute
+from _cli import preload
 from torch_shard_interpret.cli.main import main
 from torch_shard_interpret.testing import tiny_hf_model, tiny_tokenizer
 
@@ -13,7 +13,7 @@ from torch_shard_interpret.testing import tiny_hf_model, tiny_tokenizer
 @pytest.fixture(autouse=True)
 def tiny(monkeypatch):
     model = tsi.wrap(tiny_hf_model("llama"), tokenizer=tiny_tokenizer())
-    monkeypatch.setitem(cli_attribute._PRELOADED, "tiny", model)
+    preload(monkeypatch, "tiny", model)
     return model
 
 

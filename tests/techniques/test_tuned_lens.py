@@ -90,26 +90,21 @@ def test_embedded_model_beats_logit_lens(tmp_path):
     assert result.probs.shape[0] == 30 and int(result.rank()[-1, -1]) == 0
 
 
-def test_cli_lens_table_html_and_training(tiny, tmp_path, capsys):
-    from torch_shard_interpret.cli import lens as cli_lens
+def test_cli_lens_table_html_and_training(tiny, tmp_path, capsys, monkeypatch):
+    from _cli import preload
     from torch_shard_interpret.cli.main import main
 
-    cli_lens._PRELOADED["tiny"] = tiny
-    try:
-        assert main(["lens", TEXTS[0], "--model", "tiny", "--out", str(tmp_path / "out")]) == 0
-        assert (tmp_path / "out" / "lens.html").read_text().startswith("<!DOCTYPE html>")
-        assert main(["lens", TEXTS[0], "--model", "tiny", "--target", " mary"]) == 0
-        assert "rank of ' mary'" in capsys.readouterr().out
-        texts = tmp_path / "train.txt"
-        texts.write_text("\n".join(TEXTS))
-        save = tmp_path / "lens"
-        assert (
-            main(["lens", "--train", str(texts), "--save", str(save), "--model", "tiny", "--steps", "2"]) == 0
-        )
-        assert main(["lens", TEXTS[1], "--model", "tiny", "--tuned", str(save)]) == 0
-        assert "tuned lens" in capsys.readouterr().out
-        assert main(["lens", "--train", str(texts), "--model", "tiny"]) == 2
-        assert "--save" in capsys.readouterr().err
-        assert main(["lens", "  ", "--model", "tiny"]) == 2
-    finally:
-        cli_lens._PRELOADED.pop("tiny", None)
+    preload(monkeypatch, "tiny", tiny)
+    assert main(["lens", TEXTS[0], "--model", "tiny", "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "lens.html").read_text().startswith("<!DOCTYPE html>")
+    assert main(["lens", TEXTS[0], "--model", "tiny", "--target", " mary"]) == 0
+    assert "rank of ' mary'" in capsys.readouterr().out
+    texts = tmp_path / "train.txt"
+    texts.write_text("\n".join(TEXTS))
+    save = tmp_path / "lens"
+    assert main(["lens", "--train", str(texts), "--save", str(save), "--model", "tiny", "--steps", "2"]) == 0
+    assert main(["lens", TEXTS[1], "--model", "tiny", "--tuned", str(save)]) == 0
+    assert "tuned lens" in capsys.readouterr().out
+    assert main(["lens", "--train", str(texts), "--model", "tiny"]) == 2
+    assert "--save" in capsys.readouterr().err
+    assert main(["lens", "  ", "--model", "tiny"]) == 2

@@ -8,29 +8,37 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._common import DEFAULT_MODEL, add_model, api_default
+from ._output import add_output, output_dir, output_file
+
 HELP = "fit an anomaly detector on trusted texts, then score new texts (higher = more anomalous)"
-DEFAULT_MODEL = "smollm2-135m"
 
 
 def register(subparsers: Any) -> None:
+    from ..anomaly import fit as fit_detector
+
     parser = subparsers.add_parser("anomaly", help=HELP, description=HELP + ".")
     sub = parser.add_subparsers(dest="anomaly_command", metavar="ACTION", parser_class=type(parser))
     fit = sub.add_parser("fit", help="fit a detector on trusted texts and save it into --out")
-    fit.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or path (default {DEFAULT_MODEL})")
+    add_model(fit)
     fit.add_argument(
         "--data", required=True, metavar="FILE", help="trusted texts: .txt (one per line) or .jsonl ('text')"
     )
-    fit.add_argument("--sites", default="blocks.*.resid_post", help="site names or globs, comma-separated")
-    fit.add_argument("--detector", default="mahalanobis",
+    fit.add_argument(
+        "--sites", default=api_default(fit_detector, "sites"), help="site names or globs, comma-separated"
+    )
+    fit.add_argument("--detector", default=api_default(fit_detector, "detector"),
                      help="mahalanobis, spectral, que, sae, probe (needs --anomalous) or abstraction")  # fmt: skip
     fit.add_argument(
-        "--reduce", choices=("mean", "last"), default="mean", help="how a text becomes one vector"
+        "--reduce",
+        choices=("mean", "last"),
+        default=api_default(fit_detector, "reduce"),
+        help="how a text becomes one vector",
     )
     fit.add_argument("--anomalous", metavar="FILE", help="labelled anomalies (the probe detector)")
-    fit.add_argument(
-        "--out", required=True, metavar="DIR", help="folder for detector.json + detector.safetensors"
+    add_output(
+        fit, "--out", required=True, metavar="DIR", help="folder for detector.json + detector.safetensors"
     )
-    fit.add_argument("--overwrite", action="store_true", help="replace a detector already in --out")
     fit.set_defaults(run=run_fit)
     score = sub.add_parser("score", help="score texts with a saved detector (or AUROC/AP with --anomalous)")
     score.add_argument("detector_dir", metavar="DIR", help="a folder written by `tsi anomaly fit`")
@@ -39,7 +47,9 @@ def register(subparsers: Any) -> None:
         "--anomalous", metavar="FILE", help="known anomalies: print AUROC/AP of --data vs these"
     )
     score.add_argument("--model", help="model name (default: the one the detector was fitted on)")
-    score.add_argument("--json", metavar="PATH", help="also write the scores as JSON (atomically)")
+    add_output(
+        score, "--json", kind="file", metavar="PATH", help="also write the scores as JSON (atomically)"
+    )
     score.set_defaults(run=run_score)
     parser.set_defaults(run=lambda args: parser.print_help() or 0)
 
@@ -61,20 +71,11 @@ def read_texts(path: str) -> list[str]:
     return texts
 
 
-def check_out(out: str, overwrite: bool) -> Path:
-    from ..core import InputError
-
-    p = Path(out)
-    if p.exists() and (not p.is_dir() or any(p.iterdir())) and not overwrite:
-        raise InputError(f"--out {out!r} is not an empty folder; choose a new one or pass --overwrite")
-    return p
-
-
 def run_fit(args: argparse.Namespace) -> int:
     from ..anomaly import fit
     from ._common import load_model
 
-    out = check_out(args.out, args.overwrite)
+    out = output_dir(args, "out")
     texts = read_texts(args.data)
     anomalous = read_texts(args.anomalous) if args.anomalous else None
     model = load_model(args.model)
@@ -82,8 +83,9 @@ def run_fit(args: argparse.Namespace) -> int:
     det = fit(model, texts, sites=sites, detector=args.detector, anomalous_data=anomalous, reduce=args.reduce,
               progress=sys.stderr.isatty())  # fmt: skip
     det.meta.update(model=args.model, n_trusted=len(texts))
-    det.save(out)
-    print(f"fitted {args.detector} on {len(texts)} texts at {len(det.sites)} sites; wrote {out}")
+    with out.writing() as folder:
+        det.save(folder)
+    print(f"fitted {args.detector} on {len(texts)} texts at {len(det.sites)} sites; wrote {out.path}")
     return 0
 
 
@@ -92,6 +94,7 @@ def run_score(args: argparse.Namespace) -> int:
     from ..anomaly import evaluate, load
     from ._common import load_model
 
+    json_path = output_file(args, "json", suggestion="scores.json")
     det = load(args.detector_dir)
     det.bind(load_model(args.model or det.meta.get("model") or DEFAULT_MODEL))
     texts = read_texts(args.data)
@@ -107,7 +110,7 @@ def run_score(args: argparse.Namespace) -> int:
         for s, t in sorted(zip(scores, texts, strict=True), reverse=True):
             print(f"{s:10.3f}  {t[:90]}")
         payload = {"detector": det.kind, "scores": scores, "texts": texts}
-    if args.json:
-        atomic_write(args.json, json.dumps(payload, indent=1))
-        print(f"wrote {args.json}")
+    if json_path is not None:
+        atomic_write(json_path, json.dumps(payload, indent=1))
+        print(f"wrote {json_path}")
     return 0

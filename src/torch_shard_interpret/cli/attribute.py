@@ -5,25 +5,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write, writable_dir_problem
+from .._io import atomic_write
 from ._bounds import int_in
-from ._common import PRELOADED, load_model
+from ._common import add_model, load_model
+from ._output import add_output, output_dir
 
 HELP = "attribute a prediction to components (dla) or to input tokens (saliency, ig)"
-DEFAULT_MODEL = "smollm2-135m"
 METHODS = ("dla", "saliency", "ig")
-_PRELOADED = PRELOADED  # the registry shared by all subcommands (cli/_common.py)
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("attribute", help=HELP, description=HELP + ".")
     parser.add_argument("prompt", metavar="PROMPT", help="the text whose next-token prediction is explained")
-    parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"model name or path (default {DEFAULT_MODEL})"
-    )
+    add_model(parser)
     parser.add_argument("--method", choices=METHODS, default="dla", help="dla (default), saliency or ig")
     parser.add_argument(
         "--target", metavar="TOKEN", help="one token, e.g. ' Paris' (default: the top prediction)"
@@ -35,7 +31,7 @@ def register(subparsers: Any) -> None:
         "--steps", type=int_in(1, 4096), default=64, help="ig: integration steps (default 64; 1-4096)"
     )
     parser.add_argument("--top", type=int_in(1, 1000), default=10, help="rows shown (default 10; 1-1000)")
-    parser.add_argument("--out", metavar="DIR", help="also write DIR/attribution.html (atomically)")
+    add_output(parser, "--out", metavar="DIR", help="also write DIR/attribution.html (atomically)")
     parser.set_defaults(run=run)
 
 
@@ -48,9 +44,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.steps < 2:
         raise InputError(f"--steps must be at least 2, not {args.steps}")
-    out = Path(args.out) if args.out else None
-    if out is not None and (problem := writable_dir_problem(out)) is not None:
-        raise InputError(f"cannot write to {str(out)!r}: {str(problem.path)!r} is not a writable directory")
+    out = output_dir(args, "out") if args.out else None
     model = load_model(args.model)
     for token in (args.target, args.baseline):
         if token is not None:
@@ -106,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
         html = result.to_html()
     _print(rows, what, footer)
     if out is not None:
-        path = atomic_write(out / "attribution.html", html, mode=None, mkdir=True)
-        print(f"html: {path.resolve()}")
+        with out.writing() as folder:
+            atomic_write(folder / "attribution.html", html, mode=None)
+        print(f"html: {(out.path / 'attribution.html').resolve()}")
     return 0
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
+
+from ._output import add_output, output_dir
 
 HELP = "score every tool against ground-truth models (the scoreboard)"
 
@@ -23,34 +24,24 @@ def register(subparsers: Any) -> None:
         metavar="TOOL",
         help="only these tools (e.g. sae.topk attribution.ig; 'sae' = sae.*)",
     )
-    parser.add_argument("--out", metavar="DIR", help="write DIR/scoreboard.json and DIR/scoreboard.html")
-    parser.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+    add_output(parser, "--out", metavar="DIR", help="write DIR/scoreboard.json and DIR/scoreboard.html")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._io import atomic_write, writable_dir_problem
-    from ..core import InputError
+    from .._io import atomic_write
 
-    out = Path(args.out) if args.out else None
-    if out is not None:
-        if out.exists() and not out.is_dir():
-            raise InputError(f"--out {str(out)!r} is a file; give a directory")
-        if out.is_dir() and any(out.iterdir()) and not args.overwrite:
-            raise InputError(
-                f"--out {str(out)!r} is not empty; choose an empty directory or pass --overwrite"
-            )
-        problem = writable_dir_problem(out)
-        if problem is not None:
-            raise InputError(f"cannot write to {str(out)!r}: {str(problem.path)!r} is not writable")
+    out = output_dir(args, "out") if args.out else None
     from ..bench import run as bench_run
 
     board = bench_run("quick" if args.quick else "full", tools=args.tools, progress=not args.no_progress)
     print(board.summary())
     if out is not None:
-        board.save(out / "scoreboard.json")
-        atomic_write(out / "scoreboard.html", board.to_html(), mkdir=True)
-        print(f"json: {(out / 'scoreboard.json').resolve()}\nhtml: {(out / 'scoreboard.html').resolve()}")
+        with out.writing() as folder:
+            board.save(folder / "scoreboard.json")
+            atomic_write(folder / "scoreboard.html", board.to_html())
+        final = out.path.resolve()
+        print(f"json: {final / 'scoreboard.json'}\nhtml: {final / 'scoreboard.html'}")
     sys.stdout.flush()
     return 0 if board.passed else 1

@@ -8,14 +8,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write, writable_dir_problem
-from ._common import load_model
+from .._io import atomic_write
+from ._bounds import int_in
+from ._common import add_model, api_default, load_model
+from ._output import add_output, output_dir
 
 HELP = "find a circuit (EAP, EAP-IG or exact edge patching) and write MIB circuit JSON and an HTML view"
-DEFAULT_MODEL = "smollm2-135m"
 
 
 def register(subparsers: Any) -> None:
+    from ..circuits import attribute
+
     p = subparsers.add_parser("circuit", help=HELP, description=HELP + ".")
     p.add_argument(
         "--clean", action="append", required=True, metavar="TEXT", help="clean prompt (repeatable)"
@@ -33,28 +36,25 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--baseline", required=True, metavar="TOKEN", help="the counterfactual answer, e.g. ' John'"
     )
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or path (default {DEFAULT_MODEL})")
-    p.add_argument("--method", choices=("eap-ig", "eap", "patching"), default="eap-ig", help="default eap-ig")
-    p.add_argument("--steps", type=int, default=5, help="eap-ig interpolation steps (default 5)")
+    add_model(p)
+    p.add_argument("--method", choices=("eap-ig", "eap", "patching"), default=api_default(attribute, "method"),
+                   help="default %(default)s")  # fmt: skip
+    p.add_argument("--steps", type=int_in(1, 1000), default=api_default(attribute, "steps"),
+                   help="eap-ig interpolation steps (default %(default)s; 1-1000)")  # fmt: skip
     p.add_argument(
         "--top", type=float, default=0.01, help="fraction of edges kept (default 0.01); >= 1: an edge count"
     )
     p.add_argument(
         "--no-curve", action="store_true", help="skip the faithfulness curve (10 fractions, batched)"
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory (must be empty or new)")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    add_output(p, "--out", required=True, metavar="DIR", help="output directory (must be empty or new)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..core import InputError
 
-    out = Path(args.out)
-    if (problem := writable_dir_problem(out)) is not None:
-        raise InputError(f"cannot write to {str(out)!r}: {str(problem.path)!r} is not a writable directory")
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
-        raise InputError(f"--out {str(out)!r} is not empty; choose a new directory or pass --overwrite")
+    out = output_dir(args, "out")
     if len(args.clean) != len(args.corrupt):
         raise InputError(
             f"got {len(args.clean)} --clean and {len(args.corrupt)} --corrupt prompts; give one of each per pair"
@@ -84,7 +84,18 @@ def run(args: argparse.Namespace) -> int:
         f"faithfulness of this circuit: {float(f):.3f} (ablation: {f.ablation}; m(M)={f.full_metric:.3f}, "
         f"m(empty)={f.empty_metric:.3f})",
     ]
-    out.mkdir(parents=True, exist_ok=True)
+    with out.writing() as folder:
+        _write(folder, circuit, scored, curve, f, notes)
+    print(
+        f"{len(circuit)} of {len(scored.graph.edges)} edges, {len(circuit.nodes)} nodes; faithfulness {float(f):.3f}"
+    )
+    if curve is not None:
+        print(f"CPR {curve.cpr:.3f}  CMD {curve.cmd:.3f}")
+    print(f"wrote {(out.path / 'circuit.json').resolve()} and circuit.html, scores.json, summary.json")
+    return 0
+
+
+def _write(out: Path, circuit: Any, scored: Any, curve: Any, f: Any, notes: list[str]) -> None:
     circuit.save(out / "circuit.json")
     scored.save(out / "scores.json")
     summary = {
@@ -98,13 +109,6 @@ def run(args: argparse.Namespace) -> int:
     atomic_write(out / "summary.json", json.dumps(summary, indent=1))
     html = circuit.to_html(curve=curve, title=f"Circuit ({scored.method})", notes=notes)
     atomic_write(out / "circuit.html", html)
-    print(
-        f"{len(circuit)} of {len(scored.graph.edges)} edges, {len(circuit.nodes)} nodes; faithfulness {float(f):.3f}"
-    )
-    if curve is not None:
-        print(f"CPR {curve.cpr:.3f}  CMD {curve.cmd:.3f}")
-    print(f"wrote {(out / 'circuit.json').resolve()} and circuit.html, scores.json, summary.json")
-    return 0
 
 
 def _plain(info: dict) -> dict:

@@ -8,10 +8,15 @@ import json
 import sys
 from typing import Any
 
+from ._common import api_default
+from ._output import add_output, output_dir
+
 HELP = "compare two models of one architecture on texts: divergence per site, logit lens, crosscoder latents"
 
 
 def register(subparsers: Any) -> None:
+    from ..diff import compare
+
     parser = subparsers.add_parser("diff", help=HELP, description=HELP + ". A name ending in ':int8' or ':int4' "
                                    "is that model with its weights rounded locally (e.g. smollm2-135m:int8).")  # fmt: skip
     parser.add_argument("model_a", metavar="MODEL_A")
@@ -19,10 +24,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--data", required=True, metavar="FILE", help=".txt (one text per line) or .jsonl ('text')"
     )
-    parser.add_argument("--out", metavar="DIR", help="write report.html, diff.json and crosscoder/ here")
-    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    add_output(parser, "--out", metavar="DIR", help="write report.html, diff.json and crosscoder/ here")
     parser.add_argument(
-        "--sites", default="blocks.*.resid_post", help="sites to compare (globs, comma-separated)"
+        "--sites", default=api_default(compare, "sites"), help="sites to compare (globs, comma-separated)"
     )
     parser.add_argument("--site", help="crosscoder site (default: the middle block's resid_post)")
     parser.add_argument("--d-latent", type=int, help="crosscoder width (default 4 x d_model)")
@@ -46,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
     from .._io import atomic_write
     from .._render import standalone
     from ..diff import compare, train_crosscoder
-    from .anomaly import check_out, read_texts
+    from .anomaly import read_texts
 
-    out = check_out(args.out, args.overwrite) if args.out else None
+    out = output_dir(args, "out") if args.out else None
     texts = read_texts(args.data)
     a, b = load_variant(args.model_a), load_variant(args.model_b)
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
@@ -66,14 +70,14 @@ def run(args: argparse.Namespace) -> int:
                               batch_size=1024, progress=bar)  # fmt: skip
         print(f"crosscoder at {site}: {cc.counts()}  FVE A {cc.fve['a']:.3f} B {cc.fve['b']:.3f}")
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         title = f"{args.model_a} vs {args.model_b}"
         body = d.to_html() + (cc.to_html() if cc is not None else "")
-        atomic_write(out / "report.html", standalone(f"tsi diff: {title}", f"<h1>{title}</h1>" + body))
         payload = {"model_a": args.model_a, "model_b": args.model_b, **d.to_dict()}
-        if cc is not None:
-            payload["crosscoder"] = cc.to_dict()
-            cc.save(out / "crosscoder")
-        atomic_write(out / "diff.json", json.dumps(payload, indent=1))
-        print(f"wrote {out / 'report.html'}")
+        with out.writing() as folder:
+            atomic_write(folder / "report.html", standalone(f"tsi diff: {title}", f"<h1>{title}</h1>" + body))
+            if cc is not None:
+                payload["crosscoder"] = cc.to_dict()
+                cc.save(folder / "crosscoder")
+            atomic_write(folder / "diff.json", json.dumps(payload, indent=1))
+        print(f"wrote {out.path / 'report.html'}")
     return 0

@@ -10,28 +10,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write, writable_dir_problem
+from .._io import atomic_write
 from ._bounds import int_in, read_text
-from ._common import PRELOADED, load_model
+from ._common import add_model, api_default, load_model
+from ._output import add_output, output_dir
 
 HELP = "show the logit lens (or a tuned lens) of a prompt, or train a tuned lens"
-DEFAULT_MODEL = "smollm2-135m"
-_PRELOADED = PRELOADED  # the registry shared by all subcommands (cli/_common.py)
 
 
 def register(subparsers: Any) -> None:
+    from ..lens import TunedLens
+
     parser = subparsers.add_parser("lens", help=HELP, description=HELP + ".")
     parser.add_argument("prompt", metavar="PROMPT", nargs="?", help="the text to read the lens of")
-    parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"model name or path (default {DEFAULT_MODEL})"
-    )
+    add_model(parser)
     parser.add_argument(
         "--target", metavar="TOKEN", help="show the rank of this one token per layer, e.g. ' Paris'"
     )
     parser.add_argument(
         "--tuned", metavar="PATH", help="use the tuned lens saved at PATH instead of the logit lens"
     )
-    parser.add_argument("--out", metavar="DIR", help="also write DIR/lens.html (atomically)")
+    add_output(parser, "--out", metavar="DIR", help="also write DIR/lens.html (atomically)")
     parser.add_argument(
         "--layers",
         type=int_in(1, 1000),
@@ -42,12 +41,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--train", metavar="TEXTFILE", help="train a tuned lens on TEXTFILE (one text per line)"
     )
-    parser.add_argument("--save", metavar="PATH", help="where --train writes the tuned lens (a directory)")
+    add_output(parser, "--save", metavar="DIR", help="where --train writes the tuned lens (a new folder)")
     parser.add_argument(
         "--steps",
         type=int_in(1, 100_000),
-        default=250,
-        help="training steps for --train (default 250; 1-100000)",
+        default=api_default(TunedLens.train, "steps"),
+        help="training steps for --train (default %(default)s; 1-100000)",
     )
     parser.set_defaults(run=run)
 
@@ -61,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
         return _train(args)
     if not args.prompt or not args.prompt.strip():
         raise InputError('give a prompt, e.g. tsi lens "The Eiffel Tower is in the city of"')
-    if args.out:
-        _check_dir(Path(args.out))
+    out = output_dir(args, "out") if args.out else None
     model = load_model(args.model)
     import torch_shard_interpret as tsi
 
@@ -74,27 +72,29 @@ def run(args: argparse.Namespace) -> int:
         result = tsi.lens.logit_lens(model, args.prompt, target=args.target)
         kind = "logit lens"
     _table(result, kind, args)
-    if args.out:
-        path = _write(Path(args.out) / "lens.html", result.to_html())
-        print(f"html: {path.resolve()}")
+    if out is not None:
+        with out.writing() as folder:
+            _write(folder / "lens.html", result.to_html())
+        print(f"html: {(out.path / 'lens.html').resolve()}")
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     from ..core import InputError
 
+    save = output_dir(args, "save")
     src = Path(args.train)
     texts = [line for line in read_text(src, "--train file").splitlines() if line.strip()]
     if not texts:
         raise InputError(f"--train {str(src)!r} has no text")
-    _check_dir(Path(args.save))
     model = load_model(args.model)
     import torch_shard_interpret as tsi
 
     lens = tsi.lens.TunedLens.train(model, texts, steps=args.steps, progress=sys.stderr.isatty())
-    path = lens.save(args.save)
+    with save.writing() as folder:
+        lens.save(folder)
     print(
-        f"tuned lens: {path.resolve()} ({lens.info.get('tokens')} tokens, final mean KL {lens.info.get('final_mean_kl'):.3f})"
+        f"tuned lens: {save.path.resolve()} ({lens.info.get('tokens')} tokens, final mean KL {lens.info.get('final_mean_kl'):.3f})"
     )
     return 0
 
@@ -127,19 +127,6 @@ def _table(result: Any, kind: str, args: argparse.Namespace) -> None:
         for i in rows:
             table.add_row(str(i), *(f"{top[i][c][0][0]!r} {top[i][c][0][1]:.2f}" for c in cols))
     out.print(table)
-
-
-def _check_dir(path: Path) -> None:
-    from ..core import InputError
-
-    problem = writable_dir_problem(path)
-    if problem is None:
-        return
-    if problem.kind == "file":
-        raise InputError(f"{str(path)!r} is a file; give a directory path")
-    raise InputError(
-        f"cannot write to {str(path)!r}: {str(problem.path)!r} is not writable; choose another directory"
-    )
 
 
 def _write(path: Path, text: str) -> Path:

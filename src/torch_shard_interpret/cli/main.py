@@ -16,7 +16,10 @@ import importlib
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ._output import record_flags
 
 PROG = "tsi"
 
@@ -65,7 +68,18 @@ def build_parser() -> ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     for name in SUBCOMMANDS:
         importlib.import_module(f"{__package__}.{name}").register(subparsers)
+    for _, sub in iter_parsers(parser):
+        record_flags(sub)
     return parser
+
+
+def iter_parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
+    """``("anomaly fit", parser)`` for every subcommand parser under ``parser``, nested ones included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield " ".join((*path, name)), sub
+                yield from iter_parsers(sub, (*path, name))
 
 
 def _version() -> str:

@@ -7,20 +7,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write, slug, writable_dir_problem
+from .._io import atomic_write, slug
 from ._bounds import int_in
-from ._common import PRELOADED, load_model
+from ._common import add_model, api_default, load_model
+from ._output import add_output, output_dir
 
 HELP = "patch clean activations into a corrupt prompt, site by site and position by position (HTML heatmap)"
-DEFAULT_MODEL = "smollm2-135m"
-DEFAULT_SITES = "blocks.*.resid_pre"
 FILE_NAME = "patching.html"
-
-# Already wrapped models by name, used instead of loading (tests and notebooks), as in ``tsi report``.
-_PRELOADED = PRELOADED  # the registry shared by all subcommands (cli/_common.py)
 
 
 def register(subparsers: Any) -> None:
+    from ..patching import activation_patching
+
+    sites = api_default(activation_patching, "sites")
     parser = subparsers.add_parser(
         "patch",
         help=HELP,
@@ -28,9 +27,7 @@ def register(subparsers: Any) -> None:
         + f". The metric is logit(TARGET) - logit(BASELINE) at the last position; the heatmap is "
         f"written atomically to DIR/{FILE_NAME}.",
     )
-    parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"model name or path (default {DEFAULT_MODEL})"
-    )
+    add_model(parser)
     parser.add_argument("--clean", required=True, metavar="TEXT", help="the prompt with the behaviour")
     parser.add_argument(
         "--corrupt",
@@ -42,15 +39,13 @@ def register(subparsers: Any) -> None:
         "--target", required=True, metavar="TOKEN", help="the clean answer, one token, e.g. ' Mary'"
     )
     parser.add_argument("--baseline", required=True, metavar="TOKEN", help="the corrupt answer, e.g. ' John'")
-    parser.add_argument(
-        "--sites", default=DEFAULT_SITES, help=f"site glob to patch (default {DEFAULT_SITES})"
-    )
+    parser.add_argument("--sites", default=sites, help=f"site glob to patch (default {sites})")
     parser.add_argument(
         "--method", choices=("exact", "attribution"), default="exact",
         help="exact activation patching (batched forwards) or attribution patching (2 forwards + 1 backward)",
     )  # fmt: skip
     parser.add_argument(
-        "--direction", choices=("denoise", "noise"), default="denoise",
+        "--direction", choices=("denoise", "noise"), default=api_default(activation_patching, "direction"),
         help="denoise: run corrupt, patch clean in (default); noise: run clean, patch corrupt in",
     )  # fmt: skip
     parser.add_argument(
@@ -69,8 +64,8 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="cells in the terminal table (default 10; 1-1000)",
     )
-    parser.add_argument(
-        "--out", metavar="DIR", help="output directory (default reports/patch-<slug-of-clean>)"
+    add_output(
+        parser, "--out", metavar="DIR", help="output directory (default reports/patch-<slug-of-clean>)"
     )
     parser.set_defaults(run=run)
 
@@ -84,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--{name} is empty; give the text")
     if args.top < 0:
         raise InputError(f"--top must be 0 or more, not {args.top}")
-    out_dir = Path(args.out) if args.out else Path("reports") / f"patch-{_slug(args.clean)}"
-    _check_out_dir(out_dir)  # fail before the slow part; nothing is created yet
+    default = Path("reports") / f"patch-{_slug(args.clean)}"
+    out = output_dir(args, "out", path=args.out or default)  # before the slow part; nothing is created yet
 
     model = load_model(args.model)
     target, baseline = model.token_id(args.target), model.token_id(args.baseline)
@@ -111,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
             direction=args.direction,
         )
     title = f"{'Activation' if args.method == 'exact' else 'Attribution'} patching · {args.model}"
-    path = _write(result.to_html(title), out_dir / FILE_NAME)
-    _summary(result, args, path)
+    with out.writing() as folder:
+        _write(result.to_html(title), folder / FILE_NAME)
+    _summary(result, args, out.path / FILE_NAME)
     return 0
 
 
@@ -120,23 +116,16 @@ def _slug(text: str, limit: int = 40) -> str:
     return slug(text, limit, "prompt")
 
 
-def _check_out_dir(path: Path) -> None:
-    from ..core import InputError
-
-    path = path.expanduser()
-    problem = writable_dir_problem(path)
-    if problem is None:
-        return
-    if problem.kind == "file":
-        raise InputError(f"--out {str(path)!r} is a file, not a directory; give a directory for {FILE_NAME}")
-    raise InputError(
-        f"cannot write to --out {str(path)!r}: {str(problem.path)!r} is not a writable directory"
-    )
-
-
 def _write(text: str, final: Path) -> Path:
     """Write ``final`` atomically: a temporary file in the same directory, then ``os.replace``."""
     return atomic_write(final.expanduser(), text, prefix=".patching-", suffix=".html.tmp", mkdir=True)
+
+
+def _meaning(direction: str) -> str:
+    """What an effect of 1 and of 0 mean in this direction (the effect is normalised by clean - corrupt)."""
+    if direction == "noise":
+        return "1 = the clean behaviour fully destroyed, 0 = unchanged"
+    return "1 = the clean behaviour fully restored, 0 = still corrupt"
 
 
 def _summary(result: Any, args: argparse.Namespace, path: Path) -> None:
@@ -149,7 +138,9 @@ def _summary(result: Any, args: argparse.Namespace, path: Path) -> None:
     out.print(f"metric: logit({args.target!r}) - logit({args.baseline!r}) at the last position")
     out.print(f"clean {result.clean_metric:+.3f} · corrupt {result.corrupt_metric:+.3f}")
     if args.top:
-        table = Table(title=f"top {args.top} cells by |effect| (1 = fully restored)", title_justify="left")
+        table = Table(
+            title=f"top {args.top} cells by |effect| ({_meaning(result.direction)})", title_justify="left"
+        )
         table.add_column("site")
         table.add_column("head" if result.heads is not None else "position")
         table.add_column("effect", justify="right")

@@ -6,48 +6,58 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 from ._bounds import float_in, int_in, read_text
+from ._common import add_model, api_default, load_model
+from ._output import add_output, output_file
 
 HELP = "fit linear probes on labelled texts (JSONL with 'text' and 'label') and print accuracy vs control per site"
-DEFAULT_MODEL = "smollm2-135m"
 
 
 def register(subparsers: Any) -> None:
+    from ..probes import fit
+
     parser = subparsers.add_parser("probe", help=HELP, description=HELP + ".")
-    parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"model name or path (default {DEFAULT_MODEL})"
-    )
+    add_model(parser)
     parser.add_argument(
         "--data", required=True, metavar="FILE", help='JSONL, one {"text": ..., "label": ...} object per line'
     )
-    parser.add_argument("--sites", default="blocks.*.resid_post", help="site names or globs, comma-separated")
     parser.add_argument(
-        "--position", default="-1", help="token read in each text: an integer (-1: last) or 'mean'"
+        "--sites", default=api_default(fit, "sites"), help="site names or globs, comma-separated"
     )
-    parser.add_argument("--task", choices=("auto", "classification", "regression"), default="auto")
+    parser.add_argument(
+        "--position",
+        default=str(api_default(fit, "position")),
+        help="token read in each text: an integer (-1: last) or 'mean'",
+    )
+    parser.add_argument(
+        "--task", choices=("auto", "classification", "regression"), default=api_default(fit, "task")
+    )
     parser.add_argument(
         "--val-fraction",
         type=float_in(0.0, 0.9, open_lo=True),
-        default=0.25,
+        default=api_default(fit, "val_fraction"),
         metavar="F",
-        help="validation share (0.25)",
+        help="validation share (default %(default)s)",
     )
-    parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
-    parser.add_argument("--html", metavar="PATH", help="also write the summary table as HTML (atomically)")
+    parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=api_default(fit, "seed"))
+    add_output(
+        parser,
+        "--html",
+        kind="file",
+        metavar="PATH",
+        help="also write the summary table as HTML (atomically)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..probes import fit
-    from ._common import load_model
-    from .steer import _check_writable, _position
+    from .steer import _position
 
+    html = output_file(args, "html", suggestion="probes.html")
     texts, labels = read_jsonl(args.data)
-    if args.html:
-        _check_writable(args.html)
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
     model = load_model(args.model)
     results = fit(
@@ -55,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction, seed=args.seed, progress=sys.stderr.isatty(),
     )  # fmt: skip
     _print(results, len(texts))
-    if args.html:
-        from ..steering._vector import atomic_write
+    if html is not None:
+        from .._io import atomic_write
 
-        atomic_write(Path(args.html), results.to_html())
-        print(f"wrote {args.html}")
+        atomic_write(html, results.to_html())
+        print(f"wrote {html}")
     return 0
 
 

@@ -10,14 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ._bounds import int_in
-from ._common import PRELOADED, load_model
+from ._common import add_model, load_model
+from ._output import add_output, output_dir
 
 HELP = "analyse one prompt and write a self-contained HTML report (lens, DLA, attention, saliency)"
-DEFAULT_MODEL = "smollm2-135m"
-
-# Already wrapped models by name, used instead of loading (a hidden hook for tests and notebooks:
-# ``_PRELOADED["tiny"] = tsi.wrap(module, tokenizer)`` then ``main(["report", "...", "--model", "tiny"])``).
-_PRELOADED = PRELOADED  # the registry shared by all subcommands (cli/_common.py)
 
 
 def register(subparsers: Any) -> None:
@@ -29,10 +25,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "prompt", metavar="PROMPT", help="the text to analyse; the report explains its next token"
     )
-    parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"model name or path (default {DEFAULT_MODEL})"
-    )
-    parser.add_argument("--out", metavar="DIR", help="output directory (default reports/<slug-of-prompt>)")
+    add_model(parser)
+    add_output(parser, "--out", metavar="DIR", help="output directory (default reports/<slug-of-prompt>)")
     parser.add_argument(
         "--target", metavar="TOKEN", help="one token to explain, e.g. ' Mary' (default: the top prediction)"
     )
@@ -52,7 +46,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..report._build import build_report, check_out_dir, check_prompt, default_out_dir, write_report
+    from ..report._build import build_report, check_prompt, default_out_dir, write_report
     from ..report._html import render
 
     prompt = check_prompt(args.prompt)
@@ -60,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
         from ..core import InputError
 
         raise InputError(f"--top-heads must be 0 or more, not {args.top_heads}")
-    out_dir = Path(args.out) if args.out else default_out_dir(prompt)
-    check_out_dir(out_dir)  # fail before the slow part; nothing is created yet
+    out = output_dir(args, "out", path=args.out or default_out_dir(prompt))  # before the slow part
 
     err = Console(stderr=True)
     with _progress(err) as step:
@@ -73,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         with step("Rendering HTML"):
             html = render(data)
-        path = write_report(html, out_dir)
-    _summary(data, path)
+        with out.writing() as folder:
+            write_report(html, folder)
+    _summary(data, out.path / "report.html")
     return 0
 
 

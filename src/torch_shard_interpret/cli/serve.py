@@ -8,14 +8,10 @@ import secrets
 import sys
 from typing import Any
 
-from ._common import PRELOADED, load_model
+from ._common import add_model, load_model
 
 HELP = "start a local web app: predictions, logit lens, attention, DLA, steering, patching, SAE features"
-DEFAULT_MODEL = "smollm2-135m"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-# Already wrapped models by name, used instead of loading (tests and notebooks), as in ``tsi report``.
-_PRELOADED = PRELOADED  # the registry shared by all subcommands (cli/_common.py)
 
 
 def register(subparsers: Any) -> None:
@@ -24,9 +20,7 @@ def register(subparsers: Any) -> None:
         help=HELP,
         description=HELP + ". It binds 127.0.0.1 unless --allow-remote is given; see docs/serve.md.",
     )
-    parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"model name or path (default {DEFAULT_MODEL})"
-    )
+    add_model(parser)
     parser.add_argument(
         "--store",
         action="append",
@@ -60,8 +54,8 @@ def register(subparsers: Any) -> None:
         help="the largest cost of one request, sites x positions x tokens (default 1000000)",
     )  # fmt: skip
     parser.add_argument(
-        "--max-jobs", type=int, default=16, metavar="N",
-        help="background jobs queued or running at once; more get 429 (default 16, 1-1000)",
+        "--max-jobs", type=int, default=None, metavar="N",
+        help="background jobs queued or running at once; more get 429 (default: the server's own limit; 1-1000)",
     )  # fmt: skip
     parser.add_argument(
         "--no-attention", action="store_true",
@@ -79,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, not {args.port}")
-    if not 1 <= args.max_jobs <= 1000:
+    if args.max_jobs is not None and not 1 <= args.max_jobs <= 1000:
         raise UsageError(f"--max-jobs must be between 1 and 1000, not {args.max_jobs}")
     if args.max_cost is not None and not 1 <= args.max_cost <= 10**12:
         raise UsageError(f"--max-cost must be between 1 and 1000000000000, not {args.max_cost}")
@@ -112,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         attention=not args.no_attention,
         allowed_hosts=allowed,
         max_cost=MAX_COST if args.max_cost is None else args.max_cost,
-        max_jobs=args.max_jobs,
+        **({} if args.max_jobs is None else {"max_jobs": args.max_jobs}),
         token=token,
     )
     note = app.state.tsi.attention_note

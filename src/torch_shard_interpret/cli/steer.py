@@ -7,20 +7,17 @@ import sys
 from typing import Any
 
 from ._bounds import float_in, int_in
-from ._common import PRELOADED, load_model
+from ._common import add_model, api_default, load_model
+from ._output import add_output, output_file
 
 HELP = "build a steering vector from positive/negative texts and compare generations with and without it"
-DEFAULT_MODEL = "smollm2-135m"
-
-# Already wrapped models by name, used instead of loading (for tests and notebooks), as in `tsi report`.
-_PRELOADED = PRELOADED  # the registry shared by all subcommands (cli/_common.py)
 
 
 def register(subparsers: Any) -> None:
+    from ..steering import SteeringVector
+
     parser = subparsers.add_parser("steer", help=HELP, description=HELP + ".")
-    parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"model name or path (default {DEFAULT_MODEL})"
-    )
+    add_model(parser)
     parser.add_argument(
         "--positive",
         action="append",
@@ -38,7 +35,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--load", metavar="PATH", help="use a vector saved with --save instead of --positive/--negative"
     )
-    parser.add_argument("--site", default="blocks.6.resid_post", help="where to read and add the vector")
+    parser.add_argument(
+        "--site", default=api_default(SteeringVector.from_contrast, "site"),
+        help="where to read and add the vector (default %(default)s)",
+    )  # fmt: skip
     parser.add_argument(
         "--method", choices=("contrast", "pair", "pca"), default="contrast",
         help="contrast: mean difference (default); pair: one pair at matched positions (ActAdd); pca: first PC",
@@ -51,8 +51,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--scale",
         type=float_in(-1000, 1000),
-        default=4.0,
-        help="multiple of the vector to add (default 4; -1000 to 1000)",
+        default=api_default(SteeringVector.apply, "scale"),
+        help="multiple of the vector to add (default %(default)g; -1000 to 1000)",
     )
     parser.add_argument(
         "--prompt", action="append", default=[], metavar="TEXT", help="prompt to continue (repeat)"
@@ -64,8 +64,12 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="tokens to generate (default 30; 1-2048)",
     )
-    parser.add_argument(
-        "--save", metavar="PATH", help="also save the vector (.safetensors, written atomically)"
+    add_output(
+        parser,
+        "--save",
+        kind="file",
+        metavar="PATH",
+        help="also save the vector (.safetensors, written atomically)",
     )
     parser.set_defaults(run=run)
 
@@ -74,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core import InputError
     from ..steering import SteeringVector
 
+    save = output_file(args, "save", suggestion="vector.safetensors")  # before anything is read
     prompts = args.prompt or ["I think that"]
     if any(not p.strip() for p in prompts):
         raise InputError("--prompt is empty; give a non-blank prompt such as 'I think that'")
@@ -86,9 +91,6 @@ def run(args: argparse.Namespace) -> int:
         sv = SteeringVector.load(args.load)
     elif not args.positive or not args.negative:
         raise InputError("give at least one --positive and one --negative text (or --load PATH)")
-    if args.save:
-        _check_writable(args.save)
-
     model = load_model(args.model)
     if not args.load:
         if args.method == "pair":
@@ -103,11 +105,13 @@ def run(args: argparse.Namespace) -> int:
             sv = SteeringVector.from_contrast(
                 model, args.positive, args.negative, args.site, position=position
             )
+    if not args.load:
+        _refuse_zero(model, sv, args.positive[0])
     plain = _as_list(model.generate(prompts, max_new_tokens=args.max_new_tokens))
     with sv.apply(model, scale=args.scale):
         steered = _as_list(model.generate(prompts, max_new_tokens=args.max_new_tokens))
-    if args.save:
-        sv.save(args.save)
+    if save is not None:
+        sv.save(save)
     _print(prompts, plain, steered, sv, args)
     return 0
 
@@ -123,23 +127,22 @@ def _position(text: str) -> int | str:
         raise InputError(f"--position must be an integer (e.g. -1) or 'mean', not {text!r}") from None
 
 
-def _check_writable(path: str) -> None:
-    import os
-    from pathlib import Path
+ZERO_RELATIVE = 1e-4  # a vector this small against the activations it is added to does nothing
 
+
+def _refuse_zero(model: Any, sv: Any, text: str) -> None:
+    """Refuse a vector that is (near) zero next to the activations at its site: adding it changes nothing."""
     from ..core import InputError
 
-    parent = Path(path).parent
-    if not parent.is_dir():
+    run = model.run(text, cache=[sv.site], return_logits=False)
+    acts = run.cache[sv.site].float()  # [batch, pos, d_model]
+    typical = float(acts.norm(dim=-1).mean())
+    if not sv.norm > ZERO_RELATIVE * typical:
         raise InputError(
-            f"cannot save to {path!r}: the folder {str(parent)!r} does not exist; create it first"
+            f"the steering vector at {sv.site} is zero (|v| = {sv.norm:.2g}, while activations there have norm "
+            f"{typical:.3g}): the --positive and --negative texts give the same activations, so give texts that "
+            "differ in what you want to steer"
         )
-    if Path(path).is_dir():
-        raise InputError(
-            f"cannot save to {path!r}: it is a folder; give a file path such as vector.safetensors"
-        )
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"cannot save to {path!r}: the folder is not writable; choose another path")
 
 
 def _as_list(out: Any) -> list[str]:

@@ -1,88 +1,130 @@
-"""``tsi train-sae``: train a sparse autoencoder on stored activations and save it (SAELens layout)."""
+"""``tsi train-sae``: train a sparse autoencoder on stored activations and save it (SAELens layout).
+
+Its options are the fields of ``SAEConfig`` and ``TrainConfig`` (``sae/_config.py``), built by ``_fields``: the
+defaults and help texts are the dataclasses' own.
+"""
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import textwrap
 from typing import Any
 
+from ._bounds import float_in, int_in
+from ._fields import add_fields, field_docs, field_values
+from ._output import add_output, output_dir, output_state
+
 HELP = "train a sparse autoencoder (topk, batchtopk, relu, jumprelu) on stored activations"
+# SAEConfig fields that come from the data or the other options, not from an option of their own.
+FROM_DATA = {
+    "d_in": "the width of the activations read",
+    "hook_name": "--site (or the store's only site)",
+    "transcoder": "False: train-sae reconstructs one site (train transcoders with tsi.sae.train)",
+    "d_out": "None (no transcoder)",
+    "hook_name_out": "None (no transcoder)",
+    "normalize_activations": "'none': training folds its normalisation into the weights",
+    "extra": "empty",
+}
+DTYPES = ("float32", "bfloat16", "float16")
+SAE_BOUNDS = {
+    "d_sae": int_in(1, 2**24), "k": int_in(1, 2**16), "aux_k": int_in(1, 2**24),
+    "l1_coefficient": float_in(0, 1e6), "l0_coefficient": float_in(0, 1e6), "aux_coefficient": float_in(0, 1e3),
+    "jumprelu_bandwidth": float_in(0, 1e3, open_lo=True), "jumprelu_init_threshold": float_in(0, 1e3),
+}  # fmt: skip
+TRAIN_BOUNDS = {
+    "steps": int_in(1, 10**8), "batch_size": int_in(1, 2**22), "lr": float_in(0, 1, open_lo=True),
+    "warmup_steps": int_in(0, 10**8), "decay_fraction": float_in(0, 1), "seed": int_in(0, 2**32 - 1),
+    "dead_after_tokens": int_in(1, 10**13), "resample_every": int_in(0, 10**8),
+    "checkpoint_every": int_in(1, 10**8), "log_every": int_in(1, 10**8),
+}  # fmt: skip
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("train-sae", help=HELP, description=HELP + ".")
+    from ..sae._config import KINDS, SAEConfig, TrainConfig
+
+    docs = field_docs(SAEConfig)
+    epilog = "SAEConfig fields set from the data:\n" + "\n".join(
+        textwrap.fill(f"{name}: {docs.get(name, '').replace('``', '')} Here: {how}.", 100,
+                      initial_indent="  ", subsequent_indent="    ")
+        for name, how in FROM_DATA.items()
+    )  # fmt: skip
+    parser = subparsers.add_parser(
+        "train-sae", help=HELP, description=HELP + ".", epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--store", metavar="DIR", help="activation store made by `tsi harvest`")
     src.add_argument(
         "--acts", metavar="FILE", help="or a tensor file (.pt or .safetensors) of [n, d_in] rows"
     )
     parser.add_argument("--site", help="site to train on (default: the store's only site)")
-    parser.add_argument("--kind", default="topk", choices=("topk", "batchtopk", "relu", "jumprelu"))
-    parser.add_argument(
-        "--d-sae", type=int, default=4096, metavar="N", help="number of latents (default 4096)"
+    add_output(
+        parser,
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder to write cfg.json + sae_weights.safetensors",
     )
-    parser.add_argument(
-        "--k", type=int, default=32, help="active latents per token, topk/batchtopk (default 32)"
+    add_output(
+        parser, "--checkpoint-dir", kind="state", metavar="DIR", help="write resumable checkpoints here"
     )
-    parser.add_argument(
-        "--l1-coefficient", type=float, default=None, help="L1 weight for relu (default: SAEConfig's, 2)"
-    )
-    parser.add_argument(
-        "--out", required=True, metavar="DIR", help="folder to write cfg.json + sae_weights.safetensors"
-    )
-    parser.add_argument(
-        "--steps", type=int, metavar="N", help="optimizer steps (default: one epoch of a store)"
-    )
-    parser.add_argument(
-        "--batch-size", type=int, default=4096, metavar="N", help="tokens per step (default 4096)"
-    )
-    parser.add_argument("--lr", type=float, help="Adam learning rate (default 2e-4 / sqrt(d_sae / 16384))")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint-dir", metavar="DIR", help="write resumable checkpoints here")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_fields(parser, SAEConfig, exclude=FROM_DATA, bounds=SAE_BOUNDS, choices={"kind": KINDS, "dtype": DTYPES},
+               defaults={"d_sae": _train_default("d_sae")}, title="SAEConfig: what the SAE is")  # fmt: skip
+    add_fields(parser, TrainConfig, bounds=TRAIN_BOUNDS, title="TrainConfig: how it is trained")
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _train_default(name: str) -> Any:
+    from ..sae import train
 
+    param = inspect.signature(train).parameters.get(name)
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
+
+
+def run(args: argparse.Namespace) -> int:
     from ..core import InputError
-    from ..sae import TrainConfig, train
+    from ..sae import SAEConfig, TrainConfig, train
 
     if not args.store and not args.acts:
         raise InputError("give --store DIR (an activation store) or --acts FILE (an [n, d_in] tensor)")
-    for name in ("d_sae", "k", "batch_size"):
-        if getattr(args, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
-    if args.steps is not None and args.steps < 1:
-        raise InputError(f"--steps must be at least 1, not {args.steps}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {args.out!r} is a file; give a folder such as sae/")
-    if not out.parent.exists():
-        raise InputError(
-            f"--out {args.out!r}: the folder {str(out.parent)!r} does not exist; create it first"
-        )
     if args.resume and not args.checkpoint_dir:
         raise InputError("--resume needs --checkpoint-dir")
+    out = output_dir(args, "out")
+    output_state(args, "checkpoint_dir")
+    if args.d_sae is None:
+        raise InputError("give the number of latents with --d-sae N")
     source = _open_store(args.store) if args.store else _load_acts(args.acts)
-    sae_fields = {"kind": args.kind, "d_sae": args.d_sae}
-    if args.kind in ("topk", "batchtopk"):
-        sae_fields["k"] = args.k
-    if args.l1_coefficient is not None:
-        sae_fields["l1_coefficient"] = args.l1_coefficient
+    site, d_in = _site_and_width(source, args.site)
+    config = SAEConfig(d_in=d_in, hook_name=site, **field_values(args, SAEConfig, exclude=FROM_DATA))
+    train_config = TrainConfig(**field_values(args, TrainConfig))
     sae = train(
-        source,
-        sae_fields,
-        TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
-        site=args.site,
-        checkpoint_dir=args.checkpoint_dir,
-        resume=args.resume,
-        progress=not args.no_progress,
-    )
-    sae.save(out)
-    print(f"saved {sae.cfg.kind} SAE ({sae.cfg.d_in} -> {sae.cfg.d_sae} latents) to {out}")
+        source, config, train_config, site=site, checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume, progress=not args.no_progress,
+    )  # fmt: skip
+    with out.writing() as folder:
+        sae.save(folder)
+    print(f"saved {sae.cfg.kind} SAE ({sae.cfg.d_in} -> {sae.cfg.d_sae} latents) to {out.path}")
     return 0
+
+
+def _site_and_width(source: Any, site: str | None) -> tuple[str | None, int]:
+    """The site trained on and the width of its rows (a tensor: ``--site`` only labels it)."""
+    from ..core import InputError
+
+    if hasattr(source, "sites"):  # a store
+        if site is None:
+            if len(source.sites) != 1:
+                raise InputError(
+                    f"this store holds several sites ({', '.join(source.sites)}); choose one with --site"
+                )
+            site = source.sites[0]
+        if site not in source.sites:
+            raise InputError(f"the store holds no site {site!r}; it holds {', '.join(source.sites)}")
+        return site, int(source.shape(site)[-1])
+    return site, int(source.shape[1])
 
 
 def _open_store(path: str) -> Any:

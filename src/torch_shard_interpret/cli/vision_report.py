@@ -8,45 +8,43 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import PRELOADED
+from ..vision._zoo import NAMES
+from ._bounds import int_in
+from ._common import PRELOADED, add_model, api_default
+from ._output import add_output, output_dir
 
 HELP = "explain an image model's prediction on one image: attributions with sanity checks, Grad-CAM, features"
-DEFAULT_MODEL = "digits-cnn"
+DEFAULT_MODEL = NAMES[0]  # the embedded digits CNN
 
 
 def register(subparsers: Any) -> None:
+    from ..vision._report import build
+
     parser = subparsers.add_parser(
         "vision-report",
         help=HELP,
         description=HELP + ". Writes DIR/vision-report.html (self-contained, offline) and DIR/summary.json.",
     )
     parser.add_argument("image", metavar="IMAGE", help="a PNG, JPEG, BMP or GIF file (at most 20 MiB)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"vision model name (default {DEFAULT_MODEL})")
-    parser.add_argument(
-        "--out", metavar="DIR", default="reports/vision", help="output directory (default reports/vision)"
+    add_model(parser, DEFAULT_MODEL, what="vision model")
+    add_output(
+        parser,
+        "--out",
+        metavar="DIR",
+        default="reports/vision",
+        help="output directory (default reports/vision)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out directory")
     parser.add_argument(
         "--target", type=int, metavar="CLASS", help="class to explain (default: the prediction)"
     )
     parser.add_argument(
-        "--steps", type=int, default=128, metavar="N", help="feature-visualisation steps (default 128)"
+        "--steps",
+        type=int_in(1, 100_000),
+        default=api_default(build, "vis_steps"),
+        metavar="N",
+        help="feature-visualisation steps (default %(default)s; 1-100000)",
     )
     parser.set_defaults(run=run)
-
-
-def _out_dir(path: Path, overwrite: bool) -> Path:
-    from .._io import writable_dir_problem
-    from ..core import InputError
-
-    problem = writable_dir_problem(path)
-    if problem is not None:
-        raise InputError(
-            f"cannot write to --out {str(path)!r}: {str(problem.path)!r} is not a writable directory"
-        )
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise InputError(f"--out {str(path)!r} is not empty; choose an empty directory or pass --overwrite")
-    return path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,11 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from ..vision._featvis import input_shape_of
     from ..vision._imagefile import read_image, to_model_input
     from ..vision._report import build
-    from ..vision._zoo import NAMES
 
     if args.steps < 1:
         raise InputError(f"--steps must be at least 1, not {args.steps}")
-    out = _out_dir(Path(args.out).expanduser(), args.overwrite)
+    out = output_dir(args, "out")
     rgb = read_image(args.image)  # validated before any model work
     model = PRELOADED.get(args.model)
     if model is None:
@@ -78,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
         model, image, target=args.target, title=Path(args.image).name, vis_steps=args.steps, label_model=label_model,
         step=lambda msg: print(f"Computing {msg}", file=sys.stderr),
     )  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    page = atomic_write(out / "vision-report.html", html)
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2))
+    with out.writing() as folder:
+        atomic_write(folder / "vision-report.html", html)
+        atomic_write(folder / "summary.json", json.dumps(summary, indent=2))
+    page = out.path / "vision-report.html"
     flagged = [name for name, s in summary["sanity"].items() if s["flagged"]]
     print(f"predicted class {summary['prediction']} (p={max(summary['probabilities']):.3f})")
     print(f"sanity-check flags: {', '.join(flagged) if flagged else 'none'}")

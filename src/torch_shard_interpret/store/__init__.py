@@ -6,6 +6,7 @@ store.read("blocks.6.resid_post", 0, 1000)            # [1000, d_model], memory-
 for batch in store.batches("blocks.6.resid_post", batch_size=4096, shuffle=True, seed=0): ...
 """
 
+from ._config import HarvestConfig as HarvestConfig
 from ._dist import DEFAULT_TIMEOUT_S as DEFAULT_TIMEOUT_S
 from ._dist import TIMEOUT_ENV as TIMEOUT_ENV
 from ._errors import HarvestDistributedError as HarvestDistributedError
@@ -20,6 +21,7 @@ from ._store import open as open  # noqa: A004 - tsi.store.open is the public na
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "TIMEOUT_ENV",
+    "HarvestConfig",
     "HarvestDistributedError",
     "Store",
     "StoreCorruptError",
