@@ -3,8 +3,9 @@
 One run times, on the same model and the same 30 x 14 grid (fp32, CPU):
 
 - ``tsi`` batched: ``tsi.patching.activation_patching`` (many patched runs per forward, unchanged cells
-  skipped, batches that grow at each block's input so the blocks before a cell run once), and the same
-  with ``share_prefix=False`` (fixed batches of copies);
+  skipped, the unpatched run's KV cache reused before each cell's position, batches that grow at each
+  block's input so the blocks before a cell run once), the same with ``reuse_kv=False``, and with
+  ``share_prefix=False, reuse_kv=False`` (fixed batches of copies);
 - ``tsi`` loop: one ``model.run`` per patch with ``tsi.Patch(clean, positions=[p])``;
 - a raw-hook loop: one plain HF forward per patch with a ``register_forward_pre_hook`` on the decoder
   layer (what a hand-written script does);
@@ -86,9 +87,26 @@ def main() -> int:
         exact.info["forwards"],
         exact.info["batch_size"],
     )
+    t_grown, grown = timed(
+        lambda: tsi.patching.activation_patching(
+            model, CLEAN, CORRUPT, metric, sites=sites, progress_bar=False, reuse_kv=False
+        )
+    )
+    rows["tsi batched, no KV prefix reuse (`reuse_kv=False`)"] = (
+        t_grown,
+        grown.info["forwards"],
+        grown.info["batch_size"],
+    )
     t_fixed, fixed = timed(
         lambda: tsi.patching.activation_patching(
-            model, CLEAN, CORRUPT, metric, sites=sites, progress_bar=False, share_prefix=False
+            model,
+            CLEAN,
+            CORRUPT,
+            metric,
+            sites=sites,
+            progress_bar=False,
+            share_prefix=False,
+            reuse_kv=False,
         )
     )
     rows["tsi batched, fixed batches (`share_prefix=False`)"] = (
@@ -113,6 +131,7 @@ def main() -> int:
     rows["tsi loop (one `model.run` + `tsi.Patch` per cell)"] = (t_loop, n_cells + 1, 1)
     err = float((loop - exact.patched_metric).abs().max())
     err = max(err, float((fixed.patched_metric - exact.patched_metric).abs().max()))
+    err = max(err, float((grown.patched_metric - exact.patched_metric).abs().max()))
 
     # raw-hook loop
     def raw_loop():

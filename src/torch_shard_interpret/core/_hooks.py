@@ -29,6 +29,7 @@ _ACTIVE: ContextVar[frozenset[int]] = ContextVar("tsi_active_scopes", default=fr
 # The site whose intervention code is running in this thread or task (None outside intervention code).
 _IN_INTERVENTION: ContextVar[str | None] = ContextVar("tsi_in_intervention", default=None)
 _IDS = itertools.count(1)
+in_intervention = _IN_INTERVENTION.get  # the site whose intervention code runs now (None outside it)
 # Set while Model.generate runs (positions past the current sequence are still to come, not errors): the
 # absolute positions each (intervention, site) chose so far in this generation, by negative selectors.
 GENERATING: ContextVar[dict[tuple[int, str], set[int]] | None] = ContextVar("tsi_generating", default=None)

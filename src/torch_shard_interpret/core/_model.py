@@ -10,16 +10,15 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
 from torch import nn
 
-from ._adapter import DEFAULT_CONFIG, Adapter, find_module
+from ._adapter import Adapter
 from ._build import block_modules, build_sites
 from ._cache import ActivationCache
-from ._config import ModelConfig
+from ._config import make_config
 from ._errors import (
     AdapterError,
     GradModeError,
@@ -29,49 +28,18 @@ from ._errors import (
     SiteNotFoundError,
     TsiError,
 )
-from ._hooks import GENERATING, Scope, StopForward, refuse_reentry
+from ._hooks import GENERATING, Scope, StopForward, in_intervention, refuse_reentry
 from ._inputs import is_hf, output_logits, prepare
 from ._interventions import HookContext, Intervention, as_intervention
+from ._lean import LeanPlan, lean_call
+from ._result import RunResult as RunResult
+from ._result import readable
 from ._site import Site, is_glob, match_glob, parse_raw
 from ._splice import Splice
 
 SiteSpec = str | Sequence[str] | None
 InterventionFn = Callable[[torch.Tensor, HookContext], "torch.Tensor | None"]
 InterventionSpec = Mapping[str, Intervention | Sequence[Intervention] | InterventionFn] | None
-
-
-@dataclass
-class RunResult:
-    """What one ``Model.run`` returns."""
-
-    logits: torch.Tensor | None
-    """``[batch, pos, d_vocab]`` (or the model's main output tensor); None when the run stopped early."""
-    cache: ActivationCache
-    """Recorded activations, by site name (the values after this run's interventions)."""
-    tokens: torch.Tensor | None = None
-    """``[batch, pos]`` token ids, when the input was text or ids."""
-    attention_mask: torch.Tensor | None = None
-    grads: dict[str, torch.Tensor] = field(default_factory=dict)
-    """``d(scalar)/d(activation)`` for each recorded site, when ``grad=`` was given."""
-    output: Any = None
-    """The module's raw output."""
-    tokenizer: Any = field(default=None, repr=False)
-
-    @property
-    def str_tokens(self) -> list[str] | list[list[str]]:
-        """Tokens as strings: a list for one prompt, a list of lists for a batch."""
-        if self.tokens is None or self.tokenizer is None:
-            raise InputError("str_tokens needs text or token ids and a tokenizer")
-        rows = [self.tokenizer.convert_ids_to_tokens(row) for row in self.tokens.tolist()]
-        rows = [[_readable(self.tokenizer, t) for t in row] for row in rows]
-        return rows[0] if len(rows) == 1 else rows
-
-
-def _readable(tokenizer: Any, tok: str) -> str:
-    try:
-        return tokenizer.convert_tokens_to_string([tok])
-    except Exception:  # noqa: BLE001 - some tokenizers cannot decode single pieces
-        return tok
 
 
 class Model:
@@ -91,7 +59,7 @@ class Model:
         if tokenizer is not None and getattr(tokenizer, "pad_token", "x") is None:
             tokenizer.pad_token = tokenizer.eos_token  # batches of prompts need a pad token
         self.adapter = adapter
-        self.cfg = _make_config(module, self.adapter)
+        self.cfg = make_config(module, self.adapter)
         self._sites: dict[str, Site] = (
             build_sites(self.adapter, module, self.cfg.n_heads, self.cfg.n_kv_heads, self.cfg.d_head)
             if self.adapter is not None
@@ -104,6 +72,8 @@ class Model:
         self._raw: list[str] | None = None
         self._globs: dict[str, list[Site]] = {}
         self._resolved: dict[str, tuple[Site, ...]] = {}
+        self._plans: dict[Any, LeanPlan | None] = {}  # record-only runs, by cache spec (``_lean.py``)
+        self._one_site: dict[str, Callable[[torch.Tensor], RunResult | None]] = {}  # ... of one output site
 
     # ---- sites --------------------------------------------------------------------------------
     def sites(self, pattern: str | None = None) -> list[str]:
@@ -208,16 +178,21 @@ class Model:
                 extra={"parent": parent, "splice": splice, "part": part},
             )
             names.append(full)
-        self._globs.clear()
-        self._resolved.clear()
+        self._forget()
         return names
 
     def remove_splice(self, site: str, name: str) -> None:
         """Remove the sites added by ``add_splice(site, name, ...)``."""
         for part in ("latents", "error"):
             self._sites.pop(f"{site}.{name}.{part}", None)
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what was resolved from the site table (it changed)."""
         self._globs.clear()
         self._resolved.clear()
+        self._plans.clear()
+        self._one_site.clear()
 
     # ---- attention implementation -------------------------------------------------------------
     @property
@@ -298,7 +273,8 @@ class Model:
         ``keep_graph`` is given. ``prepend_bos``: start each text with the BOS token (default
         ``model.prepend_bos``, off).
         """
-        refuse_reentry("run")
+        if in_intervention() is not None:
+            refuse_reentry("run")
         if (
             type(inputs) is torch.Tensor
             and not self._hf
@@ -308,7 +284,9 @@ class Model:
             and not keep_graph
             and not model_kwargs
         ):
-            return self._run_plain(inputs, cache, cache_device)
+            one = self._one_site.get(cache) if type(cache) is str and cache_device is None else None
+            result = one(inputs) if one is not None else None
+            return result if result is not None else lean_call(self, inputs, cache, cache_device)
         if grad is not None and torch.is_inference_mode_enabled():
             raise GradModeError(
                 "gradients cannot be computed under torch.inference_mode(); call run(..., grad=...) outside it"
@@ -359,11 +337,11 @@ class Model:
             self._grads(result, store, grad, cache_device)
         return result
 
-    def _run_plain(
+    def _run_scoped(
         self, x: torch.Tensor, cache: SiteSpec, cache_device: torch.device | str | None
     ) -> RunResult:
-        """``run`` of a plain (non-Hugging-Face) module on one tensor, autograd off, nothing but caching: the same
-        scope and hooks as the general path, with none of its input handling."""
+        """``run`` of a plain module on one tensor, autograd off, caching sites the lean run cannot record
+        (``_lean.py``): the general scope, without the input handling."""
         store: dict[str, torch.Tensor] = {}
         scope = Scope(None, self.resolve(cache), cache=store, cache_device=cache_device, root=self.module)
         if torch.is_grad_enabled():
@@ -470,7 +448,7 @@ class Model:
 
     def to_str_tokens(self, text: str, prepend_bos: bool | None = None) -> list[str]:
         ids = self.to_tokens(text, prepend_bos)[0]
-        return [_readable(self.tokenizer, t) for t in self.tokenizer.convert_ids_to_tokens(ids.tolist())]
+        return [readable(self.tokenizer, t) for t in self.tokenizer.convert_ids_to_tokens(ids.tolist())]
 
     def token_id(self, token: str) -> int:
         """The id of ``token`` (e.g. ``" Paris"``), which must be exactly one token."""
@@ -498,28 +476,3 @@ class Model:
     def __repr__(self) -> str:
         arch = self.cfg.architecture or "raw sites only"
         return f"tsi.Model({type(self.module).__name__}, {arch}, n_layers={self.cfg.n_layers})"
-
-
-def _make_config(module: nn.Module, adapter: Adapter | None) -> ModelConfig:
-    hf = getattr(module, "config", None)
-    hf = getattr(hf, "get_text_config", lambda: hf)() if hf is not None else None
-    values: dict[str, Any] = {}
-    names = {**DEFAULT_CONFIG, **(adapter.config if adapter is not None else {})}
-    for key, attrs in names.items():
-        for attr in attrs:
-            val = getattr(hf, attr, None) if hf is not None else None
-            if isinstance(val, int):
-                values[key] = val
-                break
-    if adapter is not None:
-        if "n_heads" not in values and getattr(adapter, "n_heads", None):
-            values["n_heads"] = adapter.n_heads
-        values["architecture"] = adapter.name
-        values["block_style"] = adapter.block_style
-        if "n_layers" not in values:
-            found = find_module(module, adapter.blocks)
-            if found is not None:
-                values["n_layers"] = len(list(found[1].children()))
-    if "d_head" not in values and values.get("d_model") and values.get("n_heads"):
-        values["d_head"] = values["d_model"] // values["n_heads"]
-    return ModelConfig(**values)

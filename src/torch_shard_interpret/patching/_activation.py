@@ -24,10 +24,12 @@ from ._common import (
     check_head_sites,
     check_pair,
     chunks,
+    last_logits_kwargs,
     progress,
     rows_per_batch,
     str_tokens,
 )
+from ._prefix import base_kv, prefix_run, start_of
 from ._result import PatchResult
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ def activation_patching(
     progress_bar: bool | None = None,
     normalize: bool = True,
     share_prefix: bool | None = None,
+    reuse_kv: bool | None = None,
 ) -> PatchResult:
     """Patch one activation at a time and measure ``metric`` on each patched run.
 
@@ -71,6 +74,11 @@ def activation_patching(
     the rows patched in that block (copies of the unpatched row); the blocks before a cell's block run
     once for all of them. It applies to ``blocks.N.*`` sites of Hugging Face models; the first batch is
     checked against a plain one-row patched run, and any failure falls back to fixed batches.
+
+    ``reuse_kv`` (default: on where it works, causal decoders with a dynamic KV cache): a patch from position
+    ``p`` on cannot change the positions before ``p``, so the cells patched from ``p`` run only the tokens
+    from ``p`` on, over the unpatched run's keys and values cropped to ``p`` (``_prefix.py``). The first such
+    batch is checked against a plain patched run; a failure falls back to the batches above.
     """
     clean_ids, corrupt_ids, site_objs, names = _prepare(model, clean, corrupt, sites, heads, direction)
     clean_run = model.run(clean_ids, cache=names)
@@ -100,13 +108,57 @@ def activation_patching(
     if blocks is not None:  # deepest cells last, so that late chunks skip most of the model
         cells.sort(key=lambda c: blocks[c[0]])
 
+    kv = None
+    if reuse_kv is not False and blocks is not None and not heads and cells:
+        kv = base_kv(model, base_ids)
+    keep = last_logits_kwargs(model, metric, clean_run.logits) if kv is not None else {}
+    batches: list[tuple[int, list[tuple[int, int]]]] = []
+    if kv is not None and blocks is not None:  # by first patched position, then by block
+        cells.sort(key=lambda c: (start_of(col_pos[c[1]]), blocks[c[0]]))
+        groups: dict[int, list[tuple[int, int]]] = {}
+        for c in cells:
+            groups.setdefault(start_of(col_pos[c[1]]), []).append(c)
+        for start, group in groups.items():
+            batches.extend((start, [group[c] for c in part]) for part in chunks(len(group), k))
+    else:
+        batches = [(0, [cells[c] for c in part]) for part in chunks(len(cells), k)]
+
     raw = torch.zeros(len(site_objs), len(col_pos))
-    parts = chunks(len(cells), k)
-    checked = False
-    for part in progress(parts, len(parts), "activation patching", progress_bar):
-        block = [cells[c] for c in part]
+    checked = checked_kv = False
+    for start, block in progress(batches, len(batches), "activation patching", progress_bar):
         values = None
-        if blocks is not None:
+        if kv is not None and blocks is not None and start > 0:
+            values = prefix_run(
+                model,
+                base_ids,
+                block,
+                blocks,
+                site_objs,
+                source.cache,
+                col_pos,
+                col_heads,
+                metric,
+                kv,
+                start,
+                keep,
+            )
+            if values is not None and not checked_kv:
+                checked_kv = True
+                if not _agrees(
+                    model,
+                    base_ids,
+                    block[-1:],
+                    site_objs,
+                    source.cache,
+                    col_pos,
+                    col_heads,
+                    metric,
+                    values[-1:],
+                ):
+                    values = None
+            if values is None:
+                kv = None  # this model does not run on a reused prefix: use the batches below
+        if values is None and blocks is not None:
             values = _grown_run(
                 model, base_ids, block, blocks, site_objs, source.cache, col_pos, col_heads, metric
             )
@@ -143,10 +195,11 @@ def activation_patching(
         method="activation",
         heads=col_heads if heads else None,
         info={
-            "forwards": 2 + len(parts),
+            "forwards": 2 + len(batches) + (kv is not None),
             "batch_size": k,
             "cells_run": len(cells),
             "shared_prefix": blocks is not None,
+            "reused_kv": kv is not None,
         },
     )
 
@@ -331,9 +384,10 @@ def row_patches(
     col_pos: list[list[int]],
     col_heads: list[int] | None,
     skip_first: bool = False,
+    offset: int = 0,
 ) -> dict[str, Fn]:
     """One ``tsi.Fn`` per site: batch row ``r`` takes the source value at cell ``block[r]`` (``skip_first``:
-    row 0 is left unpatched)."""
+    row 0 is left unpatched; ``offset``: the run starts at that position, after a reused KV prefix)."""
     by_site: dict[int, list[tuple[int, int]]] = {}
     for row, (i, j) in enumerate(block):
         if skip_first and row == 0:
@@ -345,11 +399,13 @@ def row_patches(
         r = torch.tensor([row for row, _ in rows])
         p = torch.tensor([col_pos[j] for _, j in rows])  # [n, m]
         h = torch.tensor([col_heads[j] for _, j in rows]) if col_heads is not None else None
-        out[sites[i].name] = Fn(_writer(src, r, p, h))
+        out[sites[i].name] = Fn(_writer(src, r, p, h, offset))
     return out
 
 
-def _writer(src: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, heads: torch.Tensor | None):
+def _writer(
+    src: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, heads: torch.Tensor | None, offset: int = 0
+):
     moved: dict[Any, tuple[torch.Tensor, ...]] = {}
 
     def write(value: torch.Tensor, ctx: Any) -> torch.Tensor:
@@ -359,13 +415,13 @@ def _writer(src: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, heads: tor
             idx = (rows.to(dev)[:, None], pos.to(dev))
             if heads is not None:
                 idx = (*idx, heads.to(dev)[:, None])
-            moved[key] = (src[0].to(dev, value.dtype), *idx)
-        s, r, p, *h = moved[key]
+            moved[key] = (src[0].to(dev, value.dtype), idx[1] - offset, *idx)
+        s, q, r, p, *h = moved[key]  # q: the positions in this run, p: in the source
         out = value.clone()
         if h:
-            out[r, p, h[0]] = s[p, h[0]]  # [n, m, d_head]
+            out[r, q, h[0]] = s[p, h[0]]  # [n, m, d_head]
         else:
-            out[r, p] = s[p]  # [n, m, ...]
+            out[r, q] = s[p]  # [n, m, ...]
         return out
 
     return write

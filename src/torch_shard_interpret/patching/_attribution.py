@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ._activation import _check_layout, _columns, _prepare, _scale
-from ._common import Metric, call_metric, call_metric_grad, str_tokens
+from ._common import Metric, call_metric, call_metric_grad, last_logits_kwargs, str_tokens
 from ._result import PatchResult
 
 if TYPE_CHECKING:
@@ -49,7 +49,10 @@ def attribution_patching(
         held["metric"] = value.detach()
         return value
 
-    base = model.run(base_ids, cache=names, grad=scalar)  # forward 2 + backward
+    keep = last_logits_kwargs(
+        model, metric, source.logits
+    )  # unembed the last position only, when that is all
+    base = model.run(base_ids, cache=names, grad=scalar, **keep)  # forward 2 + backward
     base_m = float(held["metric"])
     src_m = float(call_metric(metric, source.logits, 1)[0])
     clean_m, corrupt_m = (src_m, base_m) if direction == "denoise" else (base_m, src_m)
@@ -79,5 +82,5 @@ def attribution_patching(
         direction=direction,
         method="attribution",
         heads=col_heads if heads else None,
-        info={"forwards": 2, "backwards": 1},
+        info={"forwards": 2, "backwards": 1, "last_logits_only": bool(keep)},
     )

@@ -68,9 +68,9 @@ def str_tokens(model: Model, ids: torch.Tensor) -> list[str]:
     tok = model.tokenizer
     if tok is None or ids.dtype not in (torch.int64, torch.int32):
         return [str(i) for i in range(ids.shape[1])]
-    from ..core._model import _readable
+    from ..core._result import readable
 
-    return [_readable(tok, t) for t in tok.convert_ids_to_tokens(ids[0].tolist())]
+    return [readable(tok, t) for t in tok.convert_ids_to_tokens(ids[0].tolist())]
 
 
 def call_metric(metric: Metric, logits: torch.Tensor, rows: int) -> torch.Tensor:
@@ -179,3 +179,30 @@ def check_head_sites(sites: list[Site], what: str) -> None:
                 f"heads=True needs sites with a head dimension (blocks.N.attn.z), but {what} includes {site.name!r}; "
                 "use sites='blocks.*.attn.z' or heads=False"
             )
+
+
+def last_logits_kwargs(model: Model, metric: Metric, logits: torch.Tensor | None) -> dict[str, Any]:
+    """``{"logits_to_keep": 1}`` when the model computes logits for the last position only on request and
+    ``metric`` reads only that position, else ``{}``; ``logits``: one full run's logits ``[1, pos, vocab]``.
+
+    The metric reads only the last position when it gives the same value on that position alone and stays
+    finite when every earlier position is NaN. Skipping the other positions' unembedding saves its forward
+    (and, for attribution patching, its backward)."""
+    import inspect
+
+    forward = getattr(model.module, "forward", None)
+    try:
+        if logits is None or logits.ndim != 3 or logits.shape[1] < 2 or forward is None:
+            return {}
+        if "logits_to_keep" not in inspect.signature(forward).parameters:
+            return {}
+        probe = logits.detach().clone()
+        probe[:, :-1] = float("nan")
+        with torch.no_grad():
+            want, alone, masked = metric(logits), metric(logits[:, -1:]), metric(probe)
+        ok = all(torch.is_tensor(v) and v.shape == want.shape for v in (alone, masked)) and bool(
+            torch.isfinite(masked).all() and torch.equal(alone, want) and torch.equal(masked, want)
+        )
+    except Exception:  # noqa: BLE001 - a metric that needs the other positions (or indexes them)
+        return {}
+    return {"logits_to_keep": 1} if ok else {}

@@ -1,0 +1,126 @@
+"""Fixed cost of one ``model.run`` with one cached site on a tiny MLP, against a raw hook, in one run.
+
+The cost that matters is the one *added* to the plain forward: ``run - plain`` for tsi and ``raw - plain``
+for a raw ``register_forward_hook`` / call / ``remove`` that stores the detached output. Every call of
+every case is timed on its own and the cases alternate call by call (in a rotating order), so the three
+see the same machine load; each round takes the median of its ``inner`` calls per case (robust to the
+calls a loaded machine preempts) and gives one ratio ``(tsi - plain) / (raw - plain)``. Printed: medians over rounds and the ratio's IQR.
+
+    python benchmarks/bench_overhead.py [--rounds 41] [--inner 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import torch_shard_interpret as tsi  # noqa: E402
+
+
+def measure(rounds: int, inner: int, inference: bool = True) -> dict[str, float]:
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64)).eval()
+    x = torch.randn(1, 64)
+    model = tsi.wrap(mlp)
+    first = mlp[0]
+
+    def raw():
+        store = {}
+
+        def hook(mod, args, out):
+            store["0"] = out.detach()
+
+        h = first.register_forward_hook(hook)
+        try:
+            return mlp(x), store
+        finally:
+            h.remove()
+
+    if inference:
+        plain = mlp.__call__
+        cases = {"plain": lambda: plain(x), "tsi": lambda: model.run(x, cache="0:output"), "raw": raw}
+    else:  # the default usage: run() turns autograd off itself; the peers do it with torch.no_grad()
+
+        def plain_ng():
+            with torch.no_grad():
+                return mlp(x)
+
+        def raw_ng():
+            with torch.no_grad():
+                return raw()
+
+        cases = {"plain": plain_ng, "tsi": lambda: model.run(x, cache="0:output"), "raw": raw_ng}
+    got = model.run(x, cache="0:output").cache["0:output"]
+    assert torch.equal(got, raw()[1]["0"]), "tsi recorded a different tensor"
+    names = list(cases)
+    fns = [cases[n] for n in names]
+    clock = time.perf_counter_ns
+    ratios, sums = [], {n: [] for n in names}
+    for _ in range(inner):
+        for f in fns:
+            f()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            acc: list[list[int]] = [[] for _ in fns]
+            for i in range(inner):
+                k = (i + r) % len(fns)
+                order = list(range(k, len(fns))) + list(range(k))
+                for j in order:
+                    f = fns[j]
+                    t0 = clock()
+                    f()
+                    acc[j].append(clock() - t0)
+            # The median call of the round: robust to the calls a loaded machine preempts.
+            per = dict(zip(names, (statistics.median(a) / 1e3 for a in acc), strict=True))
+            for n in names:
+                sums[n].append(per[n])
+            ratios.append((per["tsi"] - per["plain"]) / (per["raw"] - per["plain"]))
+            gc.collect()
+    finally:
+        gc.enable()
+    q = statistics.quantiles(ratios, n=4)
+    out = {f"{n}_us": statistics.median(v) for n, v in sums.items()}
+    out["tsi_added_us"] = statistics.median([a - b for a, b in zip(sums["tsi"], sums["plain"], strict=True)])
+    out["raw_added_us"] = statistics.median([a - b for a, b in zip(sums["raw"], sums["plain"], strict=True)])
+    out["added_ratio"] = statistics.median(ratios)
+    out["added_ratio_q1"], out["added_ratio_q3"] = q[0], q[2]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=41)
+    ap.add_argument("--inner", type=int, default=400)
+    args = ap.parse_args()
+    torch.set_num_threads(
+        1
+    )  # a [1, 64] forward gains nothing from threads; on a loaded machine they add noise
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    for label, inference in (
+        ("under torch.inference_mode()", True),
+        ("autograd on (run() turns it off)", False),
+    ):
+        if inference:
+            with torch.inference_mode():
+                res = measure(args.rounds, args.inner, True)
+        else:
+            res = measure(args.rounds, args.inner, False)
+        print(
+            f"{label}: plain {res['plain_us']:.1f} µs, tsi +{res['tsi_added_us']:.2f} µs, "
+            f"raw +{res['raw_added_us']:.2f} µs, added ratio {res['added_ratio']:.3f} "
+            f"(IQR {res['added_ratio_q1']:.3f}-{res['added_ratio_q3']:.3f})"
+        )
+
+
+if __name__ == "__main__":
+    main()

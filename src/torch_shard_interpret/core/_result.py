@@ -1,0 +1,46 @@
+# pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
+"""RunResult: what one ``Model.run`` returns (logits, the cache, tokens, gradients)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ._cache import ActivationCache
+from ._errors import InputError
+
+
+@dataclass(slots=True)  # slots: a run builds one per call, and small calls feel it
+class RunResult:
+    """What one ``Model.run`` returns."""
+
+    logits: torch.Tensor | None
+    """``[batch, pos, d_vocab]`` (or the model's main output tensor); None when the run stopped early."""
+    cache: ActivationCache
+    """Recorded activations, by site name (the values after this run's interventions)."""
+    tokens: torch.Tensor | None = None
+    """``[batch, pos]`` token ids, when the input was text or ids."""
+    attention_mask: torch.Tensor | None = None
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)
+    """``d(scalar)/d(activation)`` for each recorded site, when ``grad=`` was given."""
+    output: Any = None
+    """The module's raw output."""
+    tokenizer: Any = field(default=None, repr=False)
+
+    @property
+    def str_tokens(self) -> list[str] | list[list[str]]:
+        """Tokens as strings: a list for one prompt, a list of lists for a batch."""
+        if self.tokens is None or self.tokenizer is None:
+            raise InputError("str_tokens needs text or token ids and a tokenizer")
+        rows = [self.tokenizer.convert_ids_to_tokens(row) for row in self.tokens.tolist()]
+        rows = [[readable(self.tokenizer, t) for t in row] for row in rows]
+        return rows[0] if len(rows) == 1 else rows
+
+
+def readable(tokenizer: Any, tok: str) -> str:
+    try:
+        return tokenizer.convert_tokens_to_string([tok])
+    except Exception:  # noqa: BLE001 - some tokenizers cannot decode single pieces
+        return tok
