@@ -7,6 +7,8 @@ patching, ACDC), choosing circuits, faithfulness with curves and isolation check
     circuit.save("circuit.json")
 """
 
+from ._acdc import AcdcResult as AcdcResult
+from ._acdc import acdc as acdc
 from ._attribute import attribute as attribute
 from ._circuit import Circuit as Circuit
 from ._circuit import ScoredGraph as ScoredGraph
@@ -22,6 +24,7 @@ from ._graph import Graph as Graph
 from ._graph import graph as graph
 
 __all__ = [
+    "AcdcResult",
     "Circuit",
     "CircuitError",
     "Faithfulness",
@@ -29,6 +32,7 @@ __all__ = [
     "Graph",
     "Isolation",
     "ScoredGraph",
+    "acdc",
     "attribute",
     "faithfulness",
     "faithfulness_curve",

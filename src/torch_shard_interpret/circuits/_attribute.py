@@ -7,6 +7,8 @@ Scores estimate ``m(edge patched from the counterfactual) - m(clean)``, averaged
   run. ``ig="inputs"`` interpolates the embedding (``steps`` backwards); ``ig="activations"`` interpolates each
   layer's sources in turn, the others clean (``steps`` backwards per source stage).
 - ``patching``: the exact effect of patching each edge alone, batched many edges per forward (the reference).
+- ``acdc``: iterative pruning by exact patching with threshold ``tau`` (``_acdc.py``); returns an ``AcdcResult``,
+  a ``ScoredGraph`` that is also the circuit kept.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ._graph import CircuitError, Graph
 from ._graph import graph as build_graph
 from ._inputs import Metric, metric_rows, pairs, rows_per_forward, scalar
 
-METHODS = ("eap", "eap-ig", "patching")
+METHODS = ("eap", "eap-ig", "patching", "acdc")
 
 
 def attribute(
@@ -39,12 +41,14 @@ def attribute(
     batch_size: int | None = None,
     per_position: bool = False,
     progress: bool = True,
+    tau: float | None = None,
 ) -> ScoredGraph:
     """Score every edge of ``tsi.circuits.graph(model)`` (``edges=``: only these, for ``patching``).
 
     ``clean``/``corrupt``: a prompt or lists of prompts (pairs of equal token length); ``metric(logits)`` returns
     one value per prompt. ``per_position=True`` (EAP and EAP-IG) also keeps ``info["positions"]``, ``[E, pos]``
-    scores per destination position (position-aware circuits, for prompts of one length).
+    scores per destination position (position-aware circuits, for prompts of one length). ``tau``: ACDC's
+    threshold in metric units (None: 1% of ``|m(M) - m(empty)|``).
     """
     if method not in METHODS:
         raise CircuitError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
@@ -52,6 +56,10 @@ def attribute(
         raise CircuitError(f"ig must be 'inputs' or 'activations', not {ig!r}")
     if not isinstance(steps, int) or steps < 1:
         raise CircuitError(f"steps must be a positive int, not {steps!r}")
+    if method == "acdc":
+        from ._acdc import acdc
+
+        return acdc(model, clean, corrupt, metric, threshold=tau, batch_size=batch_size, progress=progress)
     g = build_graph(model)
     lay = layout(model, g)
     groups = pairs(model, clean, corrupt)
