@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..core._interventions import Fn
-from ._arch import Layout
+from ._arch import Layout, call
 
 
 @dataclass
@@ -123,7 +123,7 @@ def _vjp_proj(
     K, dh = len(cols), lay.d_head
     with torch.enable_grad():
         xr = x.detach()[:, :, None].expand(*x.shape[:2], K, x.shape[-1]).clone().requires_grad_(True)
-        y = proj.module(lay.module(norm_path)(xr))  # [n, p, K, out]
+        y = call(proj.module, lay.module(norm_path)(xr))  # [n, p, K, out]
         sel = _gather(y, cols, dh)  # [n, p, K, dh]
         cot = _gather(g[:, :, None].expand(*g.shape[:2], K, g.shape[-1]), cols, dh)
         (out,) = torch.autograd.grad(sel, xr, cot)
@@ -252,7 +252,7 @@ class Patcher:
             xs = x[:, :, None] - delta.to(x.dtype)
             self.inside = True
             try:
-                y = proj.module(self.lay.module(norm_path)(xs))
+                y = call(proj.module, self.lay.module(norm_path)(xs))
             finally:
                 self.inside = False
             new = _gather(y, [cols[k] for k in active], self.lay.d_head)  # [b, p, k, dh]

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._arch import layout
+from ._arch import call, layout
 from ._graph import CircuitError
 from ._graph import graph as build_graph
 
@@ -60,7 +60,7 @@ class FrozenNorm:
 
 
 def _linear_part(module: nn.Module, u: torch.Tensor) -> torch.Tensor:
-    return module(u) - module(torch.zeros_like(u[..., :1, :]))
+    return call(module, u) - call(module, torch.zeros_like(u[..., :1, :]))
 
 
 class Replacement:
@@ -109,7 +109,7 @@ class Replacement:
             self.v_cols.append((proj, offset))
             z = c[f"blocks.{i}.attn.z"][0].detach().float()
             with torch.no_grad():
-                v = self._values(i, proj.module(lay.module(layer.ln1)(x)).float())  # [p, H, dh]
+                v = self._values(i, call(proj.module, lay.module(layer.ln1)(x)).float())  # [p, H, dh]
                 z_lin = torch.einsum("hqk,khe->qhe", self.patterns[i], v)
             if not torch.allclose(z_lin, z.reshape(z_lin.shape), rtol=1e-3, atol=1e-4):
                 raise CircuitError(
