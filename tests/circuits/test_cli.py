@@ -74,3 +74,25 @@ def test_cli_writes_json_and_html(toy, tmp_path, capsys):
     assert main(args) != 0  # a non-empty --out needs --overwrite
     assert "not empty" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_cli_acdc_and_attribution_graph(toy, tmp_path, capsys):
+    tc_dir = tmp_path / "tc"
+    tc_dir.mkdir()
+    for i in range(2):
+        t = tsi.sae.Transcoder(d_in=16, d_sae=24, kind="relu", k=None, seed=i)
+        tsi.circuits.save_transcoder(t, tc_dir / f"layer_{i}.safetensors")
+    out = tmp_path / "acdc"
+    args = ["circuit", "--model", "toy", "--clean", "abcdef", "--corrupt", "ghijkl", "--target", "a",
+            "--baseline", "b", "--method", "acdc", "--no-curve", "--transcoders", str(tc_dir), "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "acdc" and summary["info"]["forwards"] * 5 <= summary["info"]["one_per_edge"]
+    loaded = tsi.circuits.load(out / "circuit.json")
+    assert 0 < len(loaded) == summary["info"]["kept"]
+    graph = tsi.circuits.load_attribution_graph(out / "graph.json")
+    assert graph["metadata"]["prompt_tokens"] and any(n["feature_type"] == "logit" for n in graph["nodes"])
+    assert 0 < summary["attribution_graph"]["completeness"] < 1
+    assert "graph.json" in capsys.readouterr().out
+    bad = [*args[:-2], "--out", str(tmp_path / "x"), "--tau", "-1"]
+    assert main(bad) != 0 and "--tau" in capsys.readouterr().err

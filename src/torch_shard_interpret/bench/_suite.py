@@ -27,6 +27,7 @@ CHECKS: tuple[str, ...] = (
     "torch_shard_interpret.bench._trojan:checks",
     "torch_shard_interpret.anomaly._bench:checks",
     "torch_shard_interpret.vision._bench:checks",
+    "torch_shard_interpret.circuits._bench:checks",
 )
 SUITES = ("quick", "full")
 

@@ -61,13 +61,26 @@ class Layout:
             width = self.graph.n_heads * self.d_head
             eye = torch.eye(width, dtype=like.dtype, device=like.device)
             with torch.no_grad():
-                w = o(eye) - o(torch.zeros(1, width, dtype=like.dtype, device=like.device))
+                w = call(o, eye) - call(o, torch.zeros(1, width, dtype=like.dtype, device=like.device))
             w = w.reshape(self.graph.n_heads, self.d_head, -1)
             self._w_o[layer] = w
         return w.to(device=like.device, dtype=like.dtype)
 
 
 _LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _full(t: Any) -> Any:
+    return t.detach().full_tensor() if type(t).__name__ == "DTensor" else t
+
+
+def call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` with the full output, also for a tensor-parallel linear (DTensor weights), whose own forward
+    would give this rank's slice: there the full weights are gathered and applied (same result on every rank)."""
+    w = getattr(module, "weight", None)
+    if isinstance(module, nn.Linear) and type(w).__name__ == "DTensor":
+        return torch.nn.functional.linear(x, _full(w), _full(module.bias))
+    return module(x)
 
 
 def layout(model: Any, graph: Graph) -> Layout:

@@ -7,6 +7,8 @@ Scores estimate ``m(edge patched from the counterfactual) - m(clean)``, averaged
   run. ``ig="inputs"`` interpolates the embedding (``steps`` backwards); ``ig="activations"`` interpolates each
   layer's sources in turn, the others clean (``steps`` backwards per source stage).
 - ``patching``: the exact effect of patching each edge alone, batched many edges per forward (the reference).
+- ``acdc``: iterative pruning by exact patching with threshold ``tau`` (``_acdc.py``); returns an ``AcdcResult``,
+  a ``ScoredGraph`` that is also the circuit kept.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from .._progress import progress as _bar
 from ..core._interventions import Fn
 from ._arch import layout
 from ._circuit import ScoredGraph
-from ._engine import Sources, capture, grad_run, patched_logits
+from ._engine import capture, grad_chunks, patched_logits
 from ._graph import CircuitError, Graph
 from ._graph import graph as build_graph
 from ._inputs import Metric, metric_rows, pairs, rows_per_forward, scalar
 
-METHODS = ("eap", "eap-ig", "patching")
+METHODS = ("eap", "eap-ig", "patching", "acdc")
 
 
 def attribute(
@@ -39,12 +41,14 @@ def attribute(
     batch_size: int | None = None,
     per_position: bool = False,
     progress: bool = True,
+    tau: float | None = None,
 ) -> ScoredGraph:
     """Score every edge of ``tsi.circuits.graph(model)`` (``edges=``: only these, for ``patching``).
 
     ``clean``/``corrupt``: a prompt or lists of prompts (pairs of equal token length); ``metric(logits)`` returns
     one value per prompt. ``per_position=True`` (EAP and EAP-IG) also keeps ``info["positions"]``, ``[E, pos]``
-    scores per destination position (position-aware circuits, for prompts of one length).
+    scores per destination position (position-aware circuits, for prompts of one length). ``tau``: ACDC's
+    threshold in metric units (None: 1% of ``|m(M) - m(empty)|``).
     """
     if method not in METHODS:
         raise CircuitError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
@@ -52,6 +56,10 @@ def attribute(
         raise CircuitError(f"ig must be 'inputs' or 'activations', not {ig!r}")
     if not isinstance(steps, int) or steps < 1:
         raise CircuitError(f"steps must be a positive int, not {steps!r}")
+    if method == "acdc":
+        from ._acdc import acdc
+
+        return acdc(model, clean, corrupt, metric, threshold=tau, batch_size=batch_size, progress=progress)
     g = build_graph(model)
     lay = layout(model, g)
     groups = pairs(model, clean, corrupt)
@@ -79,30 +87,32 @@ def attribute(
     ) as bar:
         for c, k in groups:
             corr, _ = capture(model, lay, k)
-            corr_contrib = None
+            corr_contrib = corr.contributions(lay).float()
             for stage in stages:
-                grads, clean_src = None, None
-                for step in range(1, n_steps + 1):
-                    alpha = step / n_steps
-                    ivs = _interpolation(stage, corr, alpha) if method == "eap-ig" else None
-                    src, G = grad_run(model, lay, c, scalar(metric), ivs)
-                    n_back += 1
-                    grads = G if grads is None else grads + G
-                    if step == n_steps:
-                        clean_src = src
-                    bar.update(1)
-                grads /= n_steps
-                if corr_contrib is None:
-                    corr_contrib = corr.contributions(lay).float()
-                delta = corr_contrib - clean_src.contributions(lay).float()
+                keep = None
                 if stage is not None:
                     keep = torch.zeros(len(g.sources), dtype=torch.bool)
                     keep[stage[1]] = True
-                    delta = delta * keep.to(delta.device)[None, None, :, None]
-                matrix += torch.einsum("npsd,npkd->sk", delta, grads).cpu()
-                if per_position:
-                    per = torch.einsum("npsd,npkd->skp", delta, grads).cpu()
-                    pos_scores = per if pos_scores is None else pos_scores + per
+                delta = None
+                # alpha = 1 first: that run is the clean one, so the deltas are known before any gradient
+                for step in range(n_steps, 0, -1):
+                    alpha = step / n_steps
+                    ivs = _interpolation(stage, corr, alpha) if method == "eap-ig" else None
+                    src, chunks = grad_chunks(model, lay, c, scalar(metric), ivs)
+                    n_back += 1
+                    if delta is None:
+                        delta = src.contributions(lay).float().neg_().add_(corr_contrib)
+                        if keep is not None:
+                            delta = delta * keep.to(delta.device)[None, None, :, None]
+                    del src
+                    for dests, G in chunks:
+                        matrix[:, dests] += torch.einsum("npsd,npkd->sk", delta, G).cpu() / n_steps
+                        if per_position:
+                            per = torch.einsum("npsd,npkd->skp", delta, G).cpu() / n_steps
+                            if pos_scores is None:
+                                pos_scores = torch.zeros(len(g.sources), len(g.dests), per.shape[-1])
+                            pos_scores[:, dests] += per
+                    bar.update(1)
     info: dict[str, Any] = {"prompts": total, "backwards": n_back, "forwards": n_back + len(groups)}
     if method == "eap-ig":
         info.update(steps=steps, ig=ig)
@@ -132,7 +142,7 @@ def _stages(g: Graph) -> list[tuple[str, slice, str, int]]:
     return out
 
 
-def _interpolation(stage: tuple | None, corr: Sources, alpha: float) -> dict[str, Any]:
+def _interpolation(stage: tuple | None, corr: Any, alpha: float) -> dict[str, Any]:
     """Move one stage's sources (the embedding by default) to ``corrupt + alpha * (clean - corrupt)``."""
     if stage is None:
         site, ref = "embed", corr.input

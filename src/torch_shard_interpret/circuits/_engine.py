@@ -10,14 +10,14 @@ grouped). One forward patches a batch of circuits: row block ``k`` applies ablat
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..core._interventions import Fn
-from ._arch import Layout
+from ._arch import Layout, call
 
 
 @dataclass
@@ -71,6 +71,19 @@ def grad_run(
     model: Any, lay: Layout, ids: torch.Tensor, scalar: Callable, interventions: dict | None = None
 ) -> tuple[Sources, torch.Tensor]:
     """One forward and one backward: the sources and ``[n, p, D, d]`` = d scalar / d (each destination's input)."""
+    src, chunks = grad_chunks(model, lay, ids, scalar, interventions)
+    n, p, d = src.input.shape
+    out = torch.zeros(n, p, len(lay.graph.dests), d, dtype=torch.float32, device=src.input.device)
+    for dests, grads in chunks:
+        out[:, :, dests] = grads
+    return src, out
+
+
+def grad_chunks(
+    model: Any, lay: Layout, ids: torch.Tensor, scalar: Callable, interventions: dict | None = None
+) -> tuple[Sources, Iterator[tuple[list[int], torch.Tensor]]]:
+    """Like ``grad_run``, but the gradients come one projection (or MLP, or logits) at a time, as
+    ``(destination indices, [n, p, k, d] float32)``, so that no ``[n, p, D, d]`` tensor is ever held."""
     g = lay.graph
     branch = [f"{p.path}:output" for layer in lay.layers for p in layer.projs]
     branch += [f"{layer.mlp}:input" for layer in lay.layers] + [f"{lay.unembed}:input"]
@@ -83,21 +96,22 @@ def grad_run(
         ivs[site] = Fn(_clone)
     run = model.run(ids, cache=[*source_sites(lay), *branch, *norms], interventions=ivs, grad=scalar)
     c, gr = run.cache, run.grads
-    n, p = ids.shape[0], ids.shape[1]
-    d = c["embed"].shape[-1]
-    out = torch.zeros(n, p, len(g.dests), d, dtype=torch.float32, device=c["embed"].device)
-    for i, layer in enumerate(lay.layers):
-        idx = g.dest_index(i)
-        x = c[f"{layer.ln1}:input"]
-        for proj in layer.projs:
-            dests, cols = _proj_dests(lay, proj, idx)
-            grads = _vjp_proj(lay, layer.ln1, proj, x, gr[f"{proj.path}:output"], cols)
-            out[:, :, dests] = grads.float()
-        xm = c[f"{layer.mlp_norm}:input"]
-        out[:, :, idx["m"][0]] = _vjp(lay.module(layer.mlp_norm), xm, gr[f"{layer.mlp}:input"]).float()
-    xf = c[f"{lay.final_norm}:input"]
-    out[:, :, -1] = _vjp(lay.module(lay.final_norm), xf, gr[f"{lay.unembed}:input"]).float()
-    return as_sources(lay, c), out
+
+    def chunks() -> Iterator[tuple[list[int], torch.Tensor]]:
+        for i, layer in enumerate(lay.layers):
+            idx = g.dest_index(i)
+            x = c[f"{layer.ln1}:input"]
+            for proj in layer.projs:
+                dests, cols = _proj_dests(lay, proj, idx)
+                yield dests, _vjp_proj(lay, layer.ln1, proj, x, gr[f"{proj.path}:output"], cols).float()
+            xm = c[f"{layer.mlp_norm}:input"]
+            grad = _vjp(lay.module(layer.mlp_norm), xm, gr[f"{layer.mlp}:input"]).float()
+            yield idx["m"], grad[:, :, None]
+        xf = c[f"{lay.final_norm}:input"]
+        grad = _vjp(lay.module(lay.final_norm), xf, gr[f"{lay.unembed}:input"]).float()
+        yield [len(g.dests) - 1], grad[:, :, None]
+
+    return as_sources(lay, c), chunks()
 
 
 def _proj_dests(lay: Layout, proj: Any, idx: dict[str, list[int]]) -> tuple[list[int], list[int]]:
@@ -123,7 +137,7 @@ def _vjp_proj(
     K, dh = len(cols), lay.d_head
     with torch.enable_grad():
         xr = x.detach()[:, :, None].expand(*x.shape[:2], K, x.shape[-1]).clone().requires_grad_(True)
-        y = proj.module(lay.module(norm_path)(xr))  # [n, p, K, out]
+        y = call(proj.module, lay.module(norm_path)(xr))  # [n, p, K, out]
         sel = _gather(y, cols, dh)  # [n, p, K, dh]
         cot = _gather(g[:, :, None].expand(*g.shape[:2], K, g.shape[-1]), cols, dh)
         (out,) = torch.autograd.grad(sel, xr, cot)
@@ -252,7 +266,7 @@ class Patcher:
             xs = x[:, :, None] - delta.to(x.dtype)
             self.inside = True
             try:
-                y = proj.module(self.lay.module(norm_path)(xs))
+                y = call(proj.module, self.lay.module(norm_path)(xs))
             finally:
                 self.inside = False
             new = _gather(y, [cols[k] for k in active], self.lay.d_head)  # [b, p, k, dh]

@@ -1,5 +1,7 @@
 """``tsi circuit --clean "..." --corrupt "..." --target " Mary" --baseline " John"``: find a circuit and write
-``DIR/circuit.json`` (MIB circuit JSON), ``DIR/scores.json`` (every edge's score) and ``DIR/circuit.html``."""
+``DIR/circuit.json`` (MIB circuit JSON), ``DIR/scores.json`` (every edge's score) and ``DIR/circuit.html``.
+``--method acdc`` keeps ACDC's circuit (threshold ``--tau``) instead of the top edges; ``--transcoders DIR`` also
+writes ``DIR/graph.json``, the attribution graph of the first clean prompt in circuit-tracer's graph JSON."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from ._bounds import int_in
 from ._common import add_model, api_default, load_model
 from ._output import add_output, output_dir
 
-HELP = "find a circuit (EAP, EAP-IG or exact edge patching) and write MIB circuit JSON and an HTML view"
+HELP = "find a circuit (EAP, EAP-IG, exact edge patching or ACDC) and write MIB circuit JSON and an HTML view"
 
 
 def register(subparsers: Any) -> None:
@@ -37,8 +39,21 @@ def register(subparsers: Any) -> None:
         "--baseline", required=True, metavar="TOKEN", help="the counterfactual answer, e.g. ' John'"
     )
     add_model(p)
-    p.add_argument("--method", choices=("eap-ig", "eap", "patching"), default=api_default(attribute, "method"),
+    p.add_argument("--method", choices=("eap-ig", "eap", "patching", "acdc"), default=api_default(attribute, "method"),
                    help="default %(default)s")  # fmt: skip
+    p.add_argument(
+        "--tau",
+        type=float,
+        default=None,
+        help="acdc threshold in logit-difference units (default: 1%% of clean minus corrupt)",
+    )
+    p.add_argument(
+        "--transcoders",
+        metavar="DIR",
+        default=None,
+        help="per-layer transcoders (circuit-tracer config.yaml/safetensors or SAE folders): also write graph.json, "
+        "the first clean prompt's attribution graph in circuit-tracer JSON",
+    )
     p.add_argument("--steps", type=int_in(1, 1000), default=api_default(attribute, "steps"),
                    help="eap-ig interpolation steps (default %(default)s; 1-1000)")  # fmt: skip
     p.add_argument(
@@ -59,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"got {len(args.clean)} --clean and {len(args.corrupt)} --corrupt prompts; give one of each per pair"
         )
+    if args.tau is not None and args.tau < 0:
+        raise InputError(f"--tau must be a non-negative threshold, not {args.tau}")
+    if args.transcoders is not None and not Path(args.transcoders).exists():
+        raise InputError(
+            f"--transcoders {args.transcoders!r} does not exist; give a folder of transcoder files"
+        )
     if args.top <= 0:
         raise InputError(f"--top must be a positive fraction (0.01) or edge count (200), not {args.top}")
     model = load_model(args.model)
@@ -70,9 +91,15 @@ def run(args: argparse.Namespace) -> int:
         return logits[:, -1, right] - logits[:, -1, wrong]
 
     scored = tsi.circuits.attribute(
-        model, args.clean, args.corrupt, metric, method=args.method, steps=args.steps
+        model, args.clean, args.corrupt, metric, method=args.method, steps=args.steps, tau=args.tau
     )
-    circuit = scored.top(n=int(args.top)) if args.top >= 1 else scored.top(frac=args.top)
+    if isinstance(scored, tsi.circuits.AcdcResult):
+        circuit = scored.circuit
+    else:
+        circuit = scored.top(n=int(args.top)) if args.top >= 1 else scored.top(frac=args.top)
+    graph = None
+    if args.transcoders is not None:
+        graph = tsi.circuits.attribution_graph(model, args.clean[0], transcoders=args.transcoders)
     f = tsi.circuits.faithfulness(model, circuit, args.clean, args.corrupt, metric)
     curve = (
         None
@@ -85,17 +112,18 @@ def run(args: argparse.Namespace) -> int:
         f"m(empty)={f.empty_metric:.3f})",
     ]
     with out.writing() as folder:
-        _write(folder, circuit, scored, curve, f, notes)
+        _write(folder, circuit, scored, curve, f, notes, graph)
     print(
         f"{len(circuit)} of {len(scored.graph.edges)} edges, {len(circuit.nodes)} nodes; faithfulness {float(f):.3f}"
     )
     if curve is not None:
         print(f"CPR {curve.cpr:.3f}  CMD {curve.cmd:.3f}")
-    print(f"wrote {(out.path / 'circuit.json').resolve()} and circuit.html, scores.json, summary.json")
+    extra = ", graph.json" if graph is not None else ""
+    print(f"wrote {(out.path / 'circuit.json').resolve()} and circuit.html, scores.json, summary.json{extra}")
     return 0
 
 
-def _write(out: Path, circuit: Any, scored: Any, curve: Any, f: Any, notes: list[str]) -> None:
+def _write(out: Path, circuit: Any, scored: Any, curve: Any, f: Any, notes: list[str], graph: Any) -> None:
     circuit.save(out / "circuit.json")
     scored.save(out / "scores.json")
     summary = {
@@ -107,6 +135,13 @@ def _write(out: Path, circuit: Any, scored: Any, curve: Any, f: Any, notes: list
     if curve is not None:
         summary["curve"] = curve.to_dict()
     atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    if graph is not None:
+        graph.save(out / "graph.json", slug="tsi-circuit")
+        replacement, completeness = graph.scores()
+        summary["attribution_graph"] = {"replacement": replacement, "completeness": completeness,
+                                        "features": graph.n_features}  # fmt: skip
+        atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+        notes.append(f"attribution graph: replacement {replacement:.3f}, completeness {completeness:.3f}")
     html = circuit.to_html(curve=curve, title=f"Circuit ({scored.method})", notes=notes)
     atomic_write(out / "circuit.html", html)
 

@@ -1,0 +1,163 @@
+"""Circuit discovery on the embedded SmolLM2-135M (IOI) and ACDC's forward count on the known-circuit models.
+
+One run measures, each case in its own subprocess (so peak memory is the case's own):
+
+- plain forward + backward of the IOI metric (3 prompt pairs), the unit of "forward-equivalents";
+- ``tsi.circuits.attribute(method="eap")`` and ``"eap-ig"`` (5 steps) scoring every edge (70,651);
+- EAP on one prompt of 128 and 512 tokens, to fit peak memory against length and state the longest prompt
+  whose EAP fits in 8 GiB;
+- ACDC on the hand-built toy and the two known-circuit models: batched forwards and patched rows against
+  one forward per edge.
+
+Peak memory is the process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs`` after the
+model is loaded and warmed up) minus its resident set at that moment: what the case itself adds.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_circuits.py [--threads 1]
+
+auto-circuit is not run: see docs/circuits.md (figures) for why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+import torch_shard_interpret as tsi  # noqa: E402
+
+PAIRS = [
+    ("When Mary and John went to the store, John gave a drink to", " Mary", " John"),
+    ("When Tom and James went to the park, James gave a ball to", " Tom", " James"),
+    ("When Anna and Mark went to the shop, Mark gave a book to", " Anna", " Mark"),
+]
+CASES = ("fwdbwd", "eap", "eap-ig", "eap-128", "eap-512")
+
+
+def _swap(text: str, a: str, b: str) -> str:
+    return text.replace(a, "\0").replace(b, a).replace("\0", b)
+
+
+def _rss(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_peak() -> int:
+    Path("/proc/self/clear_refs").write_text("5")
+    return _rss("VmRSS")
+
+
+def child(case: str) -> dict:
+    model = tsi.load("smollm2-135m")
+    if case.startswith("eap-") and case[4:].isdigit():
+        n = int(case[4:])
+        gen = torch.Generator().manual_seed(0)
+        clean = torch.randint(100, 40000, (1, n), generator=gen)
+        corrupt = torch.randint(100, 40000, (1, n), generator=gen)
+        right, wrong = torch.tensor([model.token_id(" Mary")]), torch.tensor([model.token_id(" John")])
+    else:
+        clean = [p for p, _, _ in PAIRS]
+        corrupt = [_swap(p, a.strip(), b.strip()) for p, a, b in PAIRS]
+        right = torch.tensor([model.token_id(a) for _, a, _ in PAIRS])
+        wrong = torch.tensor([model.token_id(b) for _, _, b in PAIRS])
+
+    def metric(logits):
+        rows = torch.arange(logits.shape[0])
+        return logits[rows, -1, right[rows]] - logits[rows, -1, wrong[rows]]
+
+    ids = clean if torch.is_tensor(clean) else torch.cat([model.to_tokens(t) for t in clean])
+    model.run(ids[:1, :8])  # warm up
+    base = _reset_peak()
+    t0 = time.perf_counter()
+    info: dict = {}
+    if case == "fwdbwd":
+        model.run(ids, cache="embed", grad=lambda r: metric(r.logits).sum())
+    else:
+        method = "eap-ig" if case == "eap-ig" else "eap"
+        scored = tsi.circuits.attribute(model, clean, corrupt, metric, method=method, steps=5, progress=False)
+        info = {k: v for k, v in scored.info.items() if isinstance(v, (int, float))}
+        info["edges"] = len(scored.graph.edges)
+    seconds = time.perf_counter() - t0
+    return {
+        "case": case,
+        "seconds": seconds,
+        "peak_bytes": _rss("VmHWM") - base,
+        "tokens": int(ids.shape[1]),
+        **info,
+    }
+
+
+def run_child(case: str, threads: int) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS=str(threads))
+    cmd = [sys.executable, __file__, "--child", case, "--threads", str(threads)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, check=False)
+    if out.returncode != 0:
+        return {"case": case, "error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def acdc_rows() -> list[dict]:
+    from torch_shard_interpret.circuits._toy import toy_circuit
+
+    rows = []
+    tasks = [("toy (2-layer GQA LLaMA)", toy_circuit(0))]
+    tasks += [(f"known circuit: {n}", tsi.bench.known_circuit(n)) for n in ("prev_token", "induction")]
+    for name, task in tasks:
+        t0 = time.perf_counter()
+        res = tsi.circuits.acdc(task.model, task.clean, task.corrupt, task.metric, progress=False)
+        rows.append({"task": name, "seconds": time.perf_counter() - t0, **res.info})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--child", default=None)
+    ap.add_argument("--cases", default=",".join(CASES))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        print(json.dumps(child(args.child)))
+        return
+    res = {c: run_child(c, args.threads) for c in args.cases.split(",")}
+    base = res.get("fwdbwd", {})
+    print("| case | tokens | wall s | forward+backward equivalents | peak MiB | peak / fwd+bwd |")
+    print("|---|---|---|---|---|---|")
+    for c, r in res.items():
+        if "error" in r:
+            print(f"| {c} | error: {r['error']} | | | | |")
+            continue
+        fe = r["seconds"] / base["seconds"] if base.get("seconds") else float("nan")
+        pk = r["peak_bytes"] / base["peak_bytes"] if base.get("peak_bytes") else float("nan")
+        print(
+            f"| {c} | {r['tokens']} | {r['seconds']:.2f} | {fe:.2f} | {r['peak_bytes'] / 2**20:.0f} | {pk:.2f} |"
+        )
+    a, b = res.get("eap-128", {}), res.get("eap-512", {})
+    if "peak_bytes" in a and "peak_bytes" in b:
+        slope = (b["peak_bytes"] - a["peak_bytes"]) / (512 - 128)
+        fixed = a["peak_bytes"] - slope * 128
+        longest = int((8 * 2**30 - fixed) / slope)
+        print(f"\nEAP peak memory ~ {fixed / 2**20:.0f} MiB + {slope / 2**20:.2f} MiB/token (one prompt): "
+              f"about {longest} tokens fit in 8 GiB")  # fmt: skip
+    print(
+        "\n| ACDC task | edges (one forward each) | batched forwards | patched rows | ratio | kept | seconds |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in acdc_rows():
+        print(f"| {r['task']} | {r['one_per_edge']} | {r['forwards']} | {r['rows']} | "
+              f"{r['one_per_edge'] / r['forwards']:.1f}x | {r['kept']} | {r['seconds']:.1f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
