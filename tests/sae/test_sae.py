@@ -335,7 +335,7 @@ def test_latent_stats_and_dashboard(tiny, tmp_path):
     assert ctx and ctx[0]["value"] == pytest.approx(float(stats.max_act[i]))
     assert len(stats.logit_up[i]) == 8  # W_dec @ W_U top tokens
     frag = tsi.sae.latent_html(stats, i)
-    assert frag.startswith('<div class="tsi-latent"') and "tsi-hi" in frag and "<svg" in frag
+    assert frag.startswith('<div class="latent"') and 'class="hi"' in frag and "<svg" in frag
     index = tsi.sae.dashboard(tiny, sae, stats=stats, out=tmp_path / "dash", n_latents=3)
     page = index.read_text()
     assert "latent_" in page and "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")

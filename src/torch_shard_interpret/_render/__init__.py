@@ -20,8 +20,10 @@ from ._svg import grouped_bars as grouped_bars
 from ._svg import hbar_rows as hbar_rows
 from ._svg import heatmap as heatmap
 from ._svg import nice_ticks as nice_ticks
+from ._svg import quoted as quoted
 from ._svg import sequential as sequential
 from ._svg import sequential_tokens as sequential_tokens
 from ._svg import show_token as show_token
+from ._svg import signed_rows as signed_rows
 from ._svg import text_on as text_on
 from ._svg import text_width as text_width

@@ -46,6 +46,15 @@ svg .axis-title { font-size: 12px; font-weight: 600; fill: #444; }
 .modes label { margin-right: 14px; cursor: pointer; }
 #lens-mode-rank:checked ~ .lens-views .lens-prob { display: none; }
 #lens-mode-prob:checked ~ .lens-views .lens-rank { display: none; }
+table.grid { border-collapse: collapse; font-size: 13px; margin: 6px 0 14px; }
+table.grid td, table.grid th { border: 1px solid var(--line); padding: 3px 8px; text-align: right; }
+table.grid th { background: #f4f5f7; font-weight: 600; }
+table.grid td.label, table.grid th.label { text-align: left; }
+.latent h3 { margin: 0 0 4px; }
+.ctx { font: 13px/1.5 ui-monospace, Menlo, Consolas, monospace; white-space: pre-wrap; margin: 2px 0; }
+.ctx .v { display: inline-block; min-width: 4.5em; color: var(--muted); }
+.hi { background: #ff9f43; border-radius: 3px; font-weight: 600; }
+.up { color: #0a7d32; } .down { color: #b3261e; }
 footer { color: var(--muted); font-size: 12px; margin-top: 24px; }
 """
 

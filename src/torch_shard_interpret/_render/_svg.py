@@ -24,7 +24,13 @@ def show_token(tok: str, limit: int | None = None) -> str:
 
 
 def esc(text: object) -> str:
+    """``text`` made safe for HTML text and attribute values (the one escaping function of the package)."""
     return escape(str(text), quote=True)
+
+
+def quoted(tok: str) -> str:
+    """A token in quotes with visible whitespace, for prose and hover text (not yet HTML-escaped)."""
+    return f"'{show_token(tok)}'"
 
 
 # ---- colours --------------------------------------------------------------------------------------
@@ -315,6 +321,19 @@ def hbar_rows(
     out = []
     for label, value, text in rows:
         w = 0 if vmax <= 0 else max(1.0, width * min(abs(value) / vmax, 1.0))
+        out.append(
+            f'<tr><td class="tokcell">{esc(label)}</td><td class="num">{esc(text)}</td>'
+            f'<td><div class="hbar" style="width:{w:.1f}px;background:{colour}"></div></td></tr>'
+        )
+    return "".join(out)
+
+
+def signed_rows(rows: Sequence[tuple[str, float, str]], vmax: float, width: int = 150) -> str:
+    """HTML table rows ``(label, value, value text)`` with a bar coloured by the value's sign."""
+    out = []
+    for label, value, text in rows:
+        colour = diverging(math.copysign(vmax, value), vmax)
+        w = 0 if vmax <= 0 else max(1.0, width * abs(value) / vmax)
         out.append(
             f'<tr><td class="tokcell">{esc(label)}</td><td class="num">{esc(text)}</td>'
             f'<td><div class="hbar" style="width:{w:.1f}px;background:{colour}"></div></td></tr>'

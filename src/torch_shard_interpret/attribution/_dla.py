@@ -24,9 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._render import standalone
 from ..core._errors import InputError, TsiError
 from ..core._model import Model, RunResult
 from ..lens._logit import as_token_id, module_device, module_dtype, readout_modules, str_tokens
+from ._dla_html import dla_section_html
 
 DLA_SITES = ("embed", "blocks.*.attn.out", "blocks.*.mlp.out", "blocks.*.attn.z", "blocks.*.resid_post")
 
@@ -84,8 +86,6 @@ class DLAResult:
 
     def to_html(self) -> str:
         """A self-contained HTML page: per-layer bars (attention vs MLP) and the per-head heatmap."""
-        from ..report._html import dla_section_html, standalone
-
         return standalone("Direct logit attribution", dla_section_html(self))
 
     def _repr_html_(self) -> str:

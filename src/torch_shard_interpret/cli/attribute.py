@@ -127,12 +127,8 @@ def _print(rows: list[tuple[str, float]], what: str, footer: str) -> None:
 
 
 def _saliency_html(tokens: list[str], scores: list[float], title: str) -> str:
-    import html
+    from .. import _render
 
     peak = max((abs(s) for s in scores), default=1.0) or 1.0
-    chips = "".join(
-        f'<span title="{s:+.4f}" style="padding:2px 4px;margin:1px;border-radius:3px;'
-        f'background:rgba({"200,40,40" if s > 0 else "40,80,200"},{abs(s) / peak:.2f})">{html.escape(t)}</span>'
-        for t, s in zip(tokens, scores, strict=True)
-    )
-    return f"<!doctype html><meta charset=utf-8><title>saliency</title><h3>{html.escape(title)}</h3><p>{chips}</p>"
+    chips = _render.colored_tokens(tokens, scores, vmax=peak, titles=[f"{s:+.4f}" for s in scores])
+    return _render.standalone("saliency", f"<h3>{_render.esc(title)}</h3><p>{chips}</p>")

@@ -7,7 +7,9 @@ from typing import Any
 
 import torch
 
+from .._render import standalone
 from ..core._errors import InputError
+from ._html import lens_section_html
 
 
 @dataclass
@@ -85,8 +87,6 @@ class LensResult:
         """A self-contained HTML heatmap (layers x positions): cells coloured by the probability (``mode="prob"``)
         or rank (``"rank"``) of ``token_id`` (default: the target, else each position's final prediction),
         labelled with the lens's top token; hover a cell for its top 5."""
-        from ..report._html import lens_section_html, standalone
-
         return standalone("Logit lens", lens_section_html(self, token_id, modes=(mode,)))
 
     def _repr_html_(self) -> str:

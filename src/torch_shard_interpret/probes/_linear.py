@@ -7,13 +7,13 @@ probe's output on raw activations.
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from .._render import esc, standalone
 from ..core._errors import InputError
 
 
@@ -92,7 +92,8 @@ class ProbeResults(dict):
     """``{site: ProbeResult}`` in site order, with a compact HTML summary."""
 
     def to_html(self) -> str:
-        return summary_html(self)
+        """A self-contained HTML page with the summary table (``summary_html``)."""
+        return standalone("Linear probes", summary_html(self))
 
     def best(self) -> ProbeResult:
         """The site with the highest selectivity."""
@@ -106,24 +107,24 @@ class ProbeResults(dict):
 
 
 def summary_html(results: dict[str, ProbeResult]) -> str:
-    """A small self-contained HTML table: site, score, control, selectivity (with bars)."""
+    """An HTML fragment (a ``<section>``, styled by the shared page CSS): site, score, control and
+    selectivity per site, with bars."""
     rows = [
-        "<div class='tsi-probes' style='font-family:system-ui,sans-serif;font-size:13px'>"
-        "<style>.tsi-probes table{border-collapse:collapse}.tsi-probes td,.tsi-probes th{border:1px solid #ddd;"
-        "padding:2px 8px;text-align:right}.tsi-probes th{background:#f4f4f4}</style>"
-        "<table><tr><th>site</th><th>score</th><th>control</th><th>selectivity</th><th></th></tr>"
+        "<section class='probes'><h2>Linear probes</h2>"
+        "<table class='grid'><tr><th class='label'>site</th><th>score</th><th>control</th><th>selectivity</th>"
+        "<th></th></tr>"
     ]
     for site, r in results.items():
         width = max(0.0, min(1.0, r.selectivity)) * 120
-        bar = f"<div style='background:#2a6edc;height:9px;width:{width:.0f}px'></div>"
+        bar = f"<div class='hbar' style='background:#2a6edc;width:{width:.0f}px'></div>"
         rows.append(
-            f"<tr><td style='text-align:left'>{html.escape(site)}</td><td>{r.score:.3f}</td>"
+            f"<tr><td class='label'>{esc(site)}</td><td>{r.score:.3f}</td>"
             f"<td>{r.control_score:.3f}</td><td>{r.selectivity:.3f}</td><td style='width:125px'>{bar}</td></tr>"
         )
     task = next(iter(results.values())).task if results else ""
     note = "validation accuracy" if task == "classification" else "validation R^2"
     rows.append(
-        f"</table><p style='color:#666'>score: {note}; control: the same probe on shuffled labels.</p></div>"
+        f"</table><p class='how'>score: {note}; control: the same probe on shuffled labels.</p></section>"
     )
     return "".join(rows)
 

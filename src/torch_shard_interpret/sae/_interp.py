@@ -7,7 +7,6 @@ tsi.sae.dashboard(model, sae, texts, out="dash/")       # index.html + latent_<i
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .._render import esc, standalone
 from ._config import SAEError
 
 MAX_NONZERO = 5_000_000  # activation values kept for histograms
@@ -222,19 +222,8 @@ def _logit_effects(model: Any, sae: Any, stats: LatentStats, k: int) -> None:
 
 
 # ---- HTML ---------------------------------------------------------------------------------------
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:1.5rem;color:#1d1d1f;background:#fafafa}
-.tsi-latent{background:#fff;border:1px solid #ddd;border-radius:8px;padding:1rem;margin:0 0 1rem;max-width:60rem}
-.tsi-latent h3{margin:.1rem 0 .5rem;font-size:1.05rem}.tsi-meta{color:#555;font-size:.85rem}
-.tsi-ctx{font-family:ui-monospace,Menlo,monospace;font-size:.82rem;white-space:pre-wrap;margin:.15rem 0}
-.tsi-ctx .v{display:inline-block;min-width:4.5em;color:#777}.tsi-hi{background:#ff9f43;border-radius:3px;font-weight:600}
-.tsi-cols{display:flex;gap:2rem;flex-wrap:wrap}.tsi-logits td{font-family:ui-monospace,monospace;font-size:.8rem;padding:0 .5rem}
-.tsi-up{color:#0a7d32}.tsi-down{color:#b3261e}table.tsi-index td,table.tsi-index th{padding:.2rem .6rem;text-align:left}
-"""
-
-
 def _esc_tok(t: str) -> str:
-    return html.escape(t.replace("\n", "\u21b5"))
+    return esc(t.replace("\n", "\u21b5"))
 
 
 def _hist_svg(counts: torch.Tensor, max_act: float, width: int = 260, height: int = 70) -> str:
@@ -255,7 +244,7 @@ def _hist_svg(counts: torch.Tensor, max_act: float, width: int = 260, height: in
 
 
 def latent_html(stats: LatentStats, latent_id: int) -> str:
-    """A self-contained HTML fragment (a ``<div>``, classes ``tsi-*``) describing one latent: frequency,
+    """A self-contained HTML fragment (a ``<div class="latent">``, styled by the shared page CSS) describing one latent: frequency,
     histogram, top contexts with the activating token highlighted, and the logit effects."""
     i = int(latent_id)
     if not 0 <= i < stats.d_sae:
@@ -264,34 +253,31 @@ def latent_html(stats: LatentStats, latent_id: int) -> str:
     ctx_rows = []
     for c in stats.contexts(i):
         toks = "".join(
-            f'<span class="tsi-hi" title="{c["value"]:.3g}">{_esc_tok(t)}</span>'
+            f'<span class="hi" title="{c["value"]:.3g}">{_esc_tok(t)}</span>'
             if j == c["highlight"]
             else _esc_tok(t)
             for j, t in enumerate(c["tokens"])
         )
-        ctx_rows.append(f'<div class="tsi-ctx"><span class="v">{c["value"]:.3g}</span>{toks}</div>')
-    contexts = "".join(ctx_rows) or '<div class="tsi-meta">never active on these tokens</div>'
+        ctx_rows.append(f'<div class="ctx"><span class="v">{c["value"]:.3g}</span>{toks}</div>')
+    contexts = "".join(ctx_rows) or '<div class="how">never active on these tokens</div>'
     logits = ""
     if stats.logit_up:
         rows = "".join(
-            f'<tr><td class="tsi-up">{_esc_tok(a)} {va:+.3g}</td><td class="tsi-down">{_esc_tok(b)} {vb:+.3g}</td></tr>'
+            f'<tr><td class="up">{_esc_tok(a)} {va:+.3g}</td><td class="down">{_esc_tok(b)} {vb:+.3g}</td></tr>'
             for (a, va), (b, vb) in zip(stats.logit_up[i], stats.logit_down[i], strict=True)
         )
-        logits = f'<table class="tsi-logits"><tr><th>promoted</th><th>suppressed</th></tr>{rows}</table>'
+        logits = f'<table class="t"><tr><th>promoted</th><th>suppressed</th></tr>{rows}</table>'
     return (
-        f'<div class="tsi-latent" id="latent-{i}"><h3>Latent {i}</h3>'
-        f'<div class="tsi-meta">{stats.site} &middot; active on {freq:.3%} of {stats.n_tokens} tokens &middot; '
+        f'<div class="latent" id="latent-{i}"><h3>Latent {i}</h3>'
+        f'<div class="how">{esc(stats.site)} &middot; active on {freq:.3%} of {stats.n_tokens} tokens &middot; '
         f"max {mx:.3g} &middot; mean when active {mean:.3g}</div>"
-        f'<div class="tsi-cols"><div>{_hist_svg(stats.hist_counts[i], mx)}</div><div>{logits}</div></div>'
+        f'<div class="row"><div>{_hist_svg(stats.hist_counts[i], mx)}</div><div>{logits}</div></div>'
         f"<h4>Top activations</h4>{contexts}</div>"
     )
 
 
 def _page(title: str, body: str) -> str:
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
+    return standalone(title, f"<header><h1>{esc(title)}</h1></header>{body}")
 
 
 def dashboard(
@@ -335,13 +321,11 @@ def dashboard(
             f"<td>{float(stats.max_act[i]):.3g}</td><td>{top}</td><td>{up}</td></tr>"
         )
     table = (
-        '<table class="tsi-index"><tr><th>latent</th><th>frequency</th><th>max</th><th>top token</th>'
+        '<table class="t"><tr><th>latent</th><th>frequency</th><th>max</th><th>top token</th>'
         f"<th>most promoted</th></tr>{''.join(rows)}</table>"
     )
     dead = float((stats.frequency == 0).float().mean())
-    intro = (
-        f'<p class="tsi-meta">{stats.n_tokens} tokens; {dead:.1%} of {stats.d_sae} latents never fired.</p>'
-    )
+    intro = f'<p class="how">{stats.n_tokens} tokens; {dead:.1%} of {stats.d_sae} latents never fired.</p>'
     index = out / "index.html"
     index.write_text(_page(f"SAE dashboard: {stats.site}", intro + table), encoding="utf-8")
     return index

@@ -15,7 +15,6 @@ added at that layer's site, then two numbers are recorded:
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from typing import Any
 
 import torch
 
+from .._render import esc, standalone
 from ..core._errors import InputError
 from ._acts import _bar, as_texts
 from ._vector import SteeringVector
@@ -96,10 +96,7 @@ class SweepResult:
     def to_html(self) -> str:
         """A self-contained HTML page: metric and perplexity heatmaps (layers x scales); hover a cell for text."""
         parts = [
-            "<div class='tsi-sweep' style='font-family:system-ui,sans-serif;font-size:13px'>",
-            "<style>.tsi-sweep table{border-collapse:collapse;margin:6px 0 14px}"
-            ".tsi-sweep td,.tsi-sweep th{border:1px solid #ddd;padding:3px 8px;text-align:right}"
-            ".tsi-sweep th{background:#f4f4f4}</style>",
+            "<section class='sweep'><h2>Steering sweep</h2>",
             f"<p>baseline (unsteered): metric <b>{_fmt(self.baseline_metric)}</b>, perplexity "
             f"<b>{_fmt(self.baseline_perplexity)}</b>; {len(self.prompts)} prompt(s)</p>",
         ]
@@ -111,21 +108,21 @@ class SweepResult:
         parts.append(
             self._table("perplexity under the unsteered model", self.perplexity, self.baseline_perplexity)
         )
-        parts.append("</div>")
-        return "\n".join(parts)
+        parts.append("</section>")
+        return standalone("Steering sweep", "\n".join(parts))
 
     def _table(self, title: str, values: torch.Tensor, base: float, diverging: bool = False) -> str:
         finite = values[torch.isfinite(values)]
         span = float((finite - base).abs().max()) if finite.numel() else 1.0
-        rows = [f"<h4 style='margin:4px 0'>{html.escape(title)}</h4><table><tr><th>layer \\ scale</th>"]
+        rows = [f"<h3>{esc(title)}</h3><table class='grid'><tr><th>layer \\ scale</th>"]
         rows += [f"<th>{s:g}</th>" for s in self.scales]
         rows.append("</tr>")
         for i, layer in enumerate(self.layers):
-            rows.append(f"<tr><th>{html.escape(str(layer))}</th>")
+            rows.append(f"<tr><th>{esc(layer)}</th>")
             for j, s in enumerate(self.scales):
                 v = float(values[i, j])
                 sample = self.texts[(layer, s)][0] if self.texts[(layer, s)] else ""
-                tip = html.escape(f"{self.prompts[0]}|{sample}", quote=True)
+                tip = esc(f"{self.prompts[0]}|{sample}")
                 rows.append(
                     f"<td style='background:{_colour(v, base, span, diverging)}' title=\"{tip}\">{_fmt(v)}</td>"
                 )
