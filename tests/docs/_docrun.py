@@ -82,7 +82,9 @@ def parse(path: Path) -> list[Block]:
         body = "\n".join(line[len(indent) :] if line.startswith(indent) else line for line in text[start:j])
         words = info.split()
         if not words:
-            raise ValueError(f"{rel}:{i + 1}: a code block without a language; write ```python, ```bash, ```text synopsis, ...")
+            raise ValueError(
+                f"{rel}:{i + 1}: a code block without a language; write ```python, ```bash, ```text synopsis, ..."
+            )
         lang, markers = words[0], words[1:]
         if lang == "output":
             if not blocks or not blocks[-1].runs or blocks[-1].lang == "console":

@@ -27,7 +27,12 @@ def _commands(parser: argparse.ArgumentParser, name: str = "tsi"):
 def _options(help_text: str) -> set[str]:
     # Only the option list (after the usage line and description), not options named in prose.
     body = help_text.split("options:", 1)[-1]
-    return {m.group(0) for line in body.splitlines() if line.lstrip().startswith("-") for m in _OPTION.finditer(line)}
+    return {
+        m.group(0)
+        for line in body.splitlines()
+        if line.lstrip().startswith("-")
+        for m in _OPTION.finditer(line)
+    }
 
 
 def test_every_help_option_is_documented():
@@ -36,7 +41,9 @@ def test_every_help_option_is_documented():
     assert len(commands) > 10, "the parser lists fewer subcommands than expected"
     missing = []
     for command, help_text in commands.items():
-        about = [t for t in texts.values() if command == "tsi" or re.search(re.escape(command) + r"(?![\w-])", t)]
+        about = [
+            t for t in texts.values() if command == "tsi" or re.search(re.escape(command) + r"(?![\w-])", t)
+        ]
         if not about:
             missing.append(f"{command} (no page shows it)")
         for option in sorted(_options(help_text) - {"--help"}):

@@ -38,7 +38,8 @@ def test_every_docs_page_links_back_to_the_readme():
     lonely = [
         p.name
         for p in pages()
-        if p.name != "README.md" and not any((p.parent / t.split("#")[0]).resolve() == readme for t in links(p) if _relative(t))
+        if p.name != "README.md"
+        and not any((p.parent / t.split("#")[0]).resolve() == readme for t in links(p) if _relative(t))
     ]
     assert not lonely, "pages without a link to ../README.md: " + ", ".join(lonely)
 

@@ -27,7 +27,7 @@ def test_page_runs_as_written(page, capsys):
         print(f"\n[docs] {page.relative_to(ROOT).as_posix()}: {len(result.blocks)} blocks in {elapsed:.1f} s")
     assert result.returncode == 0, f"{result.stderr[-6000:]}\n--- stdout ---\n{result.stdout[-3000:]}"
     assert len(result.segments) == len(result.blocks)
-    for block, out in zip(result.blocks, result.segments):
+    for block, out in zip(result.blocks, result.segments, strict=True):
         if block.expected is not None:
             problem = check_output(block.expected, out)
             assert problem is None, f"{block.page}:{block.line}: {problem}"
