@@ -8,14 +8,19 @@ from pathlib import Path
 from ._docrun import ROOT, pages
 
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-_CODE = re.compile(r"```.*?```", re.S)
+_FENCE = re.compile(r"^\s*```")
 # Written on another branch (the command-line reference); links to it may land first. Delete once merged.
 PENDING = {ROOT / "docs" / "cli.md"}
 
 
 def links(page: Path) -> list[str]:
-    text = _CODE.sub("", page.read_text(encoding="utf-8"))  # links inside code blocks are code
-    return [m.group(1) for m in _LINK.finditer(text)]
+    prose, inside = [], False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if _FENCE.match(line):
+            inside = not inside
+        elif not inside:  # links inside code blocks are code
+            prose.append(line)
+    return [m.group(1) for m in _LINK.finditer("\n".join(prose))]
 
 
 def _relative(target: str) -> bool:
