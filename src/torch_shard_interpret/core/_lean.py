@@ -33,7 +33,8 @@ class LeanPlan:
 
     def __init__(self, sites: Sequence[Site]):
         # Each module's parameter table and its weight now: parallelizing a module replaces the weight.
-        self.weights = [(s.module._parameters, s.module._parameters.get("weight")) for s in sites]
+        tables = [_params(s.module) for s in sites]
+        self.weights = [(t, t.get("weight")) for t in tables]
         self.entries = [
             (
                 s.module,
@@ -44,6 +45,11 @@ class LeanPlan:
             )
             for s in sites
         ]
+
+
+def _params(module: nn.Module) -> dict[str, Any]:
+    """A module's own parameter table (the dict that ``module.weight = ...`` replaces an entry of)."""
+    return getattr(module, "_parameters")
 
 
 def lean_plan(sites: Sequence[Site]) -> LeanPlan | None:
@@ -62,7 +68,7 @@ def one_site_call(model: Any, site: Site) -> Callable[[torch.Tensor], RunResult 
     returns None (the caller takes the general lean run) when the module's weight was replaced since."""
     module: nn.Module = model.module
     mod, name, get = site.module, site.name, site.get
-    table = mod._parameters
+    table = _params(mod)
     weight = table.get("weight")
     register = mod.register_forward_hook
     tensor, grad_enabled, no_grad = torch.Tensor, torch.is_grad_enabled, torch.no_grad
@@ -99,8 +105,9 @@ def lean_call(model: Any, x: torch.Tensor, cache: Any, device: torch.device | st
     Written as one function on purpose: on a tiny model each Python call more is a visible share of the run.
     """
     plans: dict[Any, LeanPlan | None] = model._plans
+    key: Any = None
     try:
-        key: Any = cache if cache is None or isinstance(cache, str) else tuple(cache)
+        key = cache if cache is None or isinstance(cache, str) else tuple(cache)
         plan = plans[key]
         if plan is not None:
             for table, weight in plan.weights:
