@@ -54,7 +54,9 @@ def test_store_both_ways(pair, tmp_path):
 @pytest.mark.parametrize("kind", ["relu", "topk", "jumprelu"])
 def test_sae_both_ways_and_latents_as_sites(pair, tmp_path, kind):
     _, jm = pair
-    kw = {"k": 4} if kind == "topk" else {}
+    # jumprelu: a low threshold, so that latents fire on the model's activations (the default 0.5 is tuned for
+    # activations normalised while training, and a random SAE would keep every latent at 0).
+    kw = {"topk": {"k": 4}, "jumprelu": {"jumprelu_init_threshold": 0.01}}.get(kind, {})
     torch.manual_seed(1)
     ts = tsi.sae.SAE(d_in=32, d_sae=48, kind=kind, hook_name="blocks.0.resid_post", **kw)
     with torch.no_grad():
