@@ -7,7 +7,6 @@ defaults and help texts are the dataclasses' own.
 from __future__ import annotations
 
 import argparse
-import inspect
 import textwrap
 from typing import Any
 
@@ -37,11 +36,13 @@ TRAIN_BOUNDS = {
     "warmup_steps": int_in(0, 10**8), "decay_fraction": float_in(0, 1), "seed": int_in(0, 2**32 - 1),
     "dead_after_tokens": int_in(1, 10**13), "resample_every": int_in(0, 10**8),
     "checkpoint_every": int_in(1, 10**8), "log_every": int_in(1, 10**8),
+    "context": int_in(1, 2**20), "text_batch_size": int_in(1, 2**16), "buffer_batches": int_in(1, 2**12),
 }  # fmt: skip
 
 
 def register(subparsers: Any) -> None:
     from ..sae._config import KINDS, SAEConfig, TrainConfig
+    from ..sae._train import DEFAULT_D_SAE
 
     docs = field_docs(SAEConfig)
     epilog = "SAEConfig fields set from the data:\n" + "\n".join(
@@ -72,16 +73,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_fields(parser, SAEConfig, exclude=FROM_DATA, bounds=SAE_BOUNDS, choices={"kind": KINDS, "dtype": DTYPES},
-               defaults={"d_sae": _train_default("d_sae")}, title="SAEConfig: what the SAE is")  # fmt: skip
+               defaults={"d_sae": DEFAULT_D_SAE}, title="SAEConfig: what the SAE is")  # fmt: skip
     add_fields(parser, TrainConfig, bounds=TRAIN_BOUNDS, title="TrainConfig: how it is trained")
     parser.set_defaults(run=run)
-
-
-def _train_default(name: str) -> Any:
-    from ..sae import train
-
-    param = inspect.signature(train).parameters.get(name)
-    return None if param is None or param.default is inspect.Parameter.empty else param.default
 
 
 def run(args: argparse.Namespace) -> int:

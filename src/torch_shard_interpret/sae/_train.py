@@ -30,7 +30,13 @@ _SAE_FIELDS = {f.name for f in dataclasses.fields(SAEConfig)}
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
+DEFAULT_D_SAE = 4096
+"""Latents of an SAE whose config does not say (``tsi train-sae --d-sae``'s default too)."""
+
+
 # ---- the public entry points ---------------------------------------------------------------------
+
+
 def train(
     source: Any,
     sae_config: SAEConfig | Mapping[str, Any] | None = None,
@@ -211,7 +217,7 @@ def _sae_fields(value: SAEConfig | Mapping[str, Any] | None) -> dict[str, Any]:
             f"{', '.join(map(repr, unknown))} is not an SAEConfig field; use one of {', '.join(sorted(_SAE_FIELDS))}"
         )
     fields.setdefault("kind", "topk")
-    fields.setdefault("d_sae", 4096)
+    fields.setdefault("d_sae", DEFAULT_D_SAE)
     if fields["kind"] not in ("topk", "batchtopk"):
         fields.setdefault("k", None)
     return fields
