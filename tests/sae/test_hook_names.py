@@ -115,4 +115,4 @@ def test_inference_only_options_refuse_training(fields, needle):
     x = torch.randn(256, 8)
     source = (x, x[:, :4]) if fields.get("transcoder") else x
     with pytest.raises(tsi.sae.SAEError, match=needle):
-        tsi.sae.train(source, d_sae=16, steps=3, batch_size=64, progress=False, **fields)
+        tsi.sae.train(source, {"d_sae": 16, **fields}, {"steps": 3, "batch_size": 64}, progress=False)
