@@ -77,8 +77,8 @@ def test_embedded_model_beats_logit_lens(tmp_path):
     lens = tsi.lens.TunedLens.train(
         model, train, steps=30, batch_size=16, lr=1e-3, max_tokens=500, progress=False
     )
-    tuned = lens.evaluate(model, heldout, dtype=torch.bfloat16)
-    logit = tsi.lens.logit_lens_kl(model, heldout, dtype=torch.bfloat16)
+    tuned = lens.evaluate(model, heldout)
+    logit = tsi.lens.logit_lens_kl(model, heldout)
     print("\nlogit lens KL:", [round(v, 2) for v in logit.tolist()])
     print("tuned lens KL:", [round(v, 2) for v in tuned.tolist()], lens.info)
     assert tuned.shape == logit.shape == (30,)
