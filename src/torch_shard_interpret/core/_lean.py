@@ -49,7 +49,7 @@ class LeanPlan:
 
 def _params(module: nn.Module) -> dict[str, Any]:
     """A module's own parameter table (the dict that ``module.weight = ...`` replaces an entry of)."""
-    return getattr(module, "_parameters")
+    return vars(module)["_parameters"]
 
 
 def lean_plan(sites: Sequence[Site]) -> LeanPlan | None:
