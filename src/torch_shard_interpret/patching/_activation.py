@@ -125,6 +125,14 @@ def activation_patching(
 
     raw = torch.zeros(len(site_objs), len(col_pos))
     checked = checked_kv = False
+
+    def agreed(block: Any, values: torch.Tensor) -> torch.Tensor | None:
+        """``values``, or None when a fast path's last row disagrees with an ordinary patched run."""
+        last = _agrees(
+            model, base_ids, block[-1:], site_objs, source.cache, col_pos, col_heads, metric, values[-1:]
+        )
+        return values if last else None
+
     for start, block in progress(batches, len(batches), "activation patching", progress_bar):
         values = None
         if kv is not None and blocks is not None and start > 0:
@@ -144,18 +152,7 @@ def activation_patching(
             )
             if values is not None and not checked_kv:
                 checked_kv = True
-                if not _agrees(
-                    model,
-                    base_ids,
-                    block[-1:],
-                    site_objs,
-                    source.cache,
-                    col_pos,
-                    col_heads,
-                    metric,
-                    values[-1:],
-                ):
-                    values = None
+                values = agreed(block, values)
             if values is None:
                 kv = None  # this model does not run on a reused prefix: use the batches below
         if values is None and blocks is not None:
@@ -164,18 +161,7 @@ def activation_patching(
             )
             if values is not None and not checked:
                 checked = True
-                if not _agrees(
-                    model,
-                    base_ids,
-                    block[-1:],
-                    site_objs,
-                    source.cache,
-                    col_pos,
-                    col_heads,
-                    metric,
-                    values[-1:],
-                ):
-                    values = None
+                values = agreed(block, values)
             if values is None:
                 blocks = None  # this model does not take a batch that grows mid-forward: use fixed batches
         if values is None:
