@@ -14,23 +14,22 @@ def _batch(n=64, d=8, seed=0):
     return torch.randn(n, d, generator=g) * torch.linspace(0.1, 3.0, n).unsqueeze(1)
 
 
-def _step(sae, x, training=True, dead=None):
+def _step(sae, x, step=None, dead=None):
     var = (x - x.mean(0)).pow(2).sum()
-    return _losses.forward_loss(
-        sae, x, x, n_global=x.shape[0], total_var=var, dead=dead, batchtopk_update=training
-    )
+    return _losses.forward_loss(sae, x, x, n_global=x.shape[0], total_var=var, dead=dead, step=step)
 
 
 def test_batchtopk_selects_per_token_first_then_over_the_batch(monkeypatch):
     monkeypatch.setitem(_losses.EARLY_STEPS, "batchtopk", 2)
     sae = SAE(d_in=8, d_sae=32, kind="batchtopk", k=2, seed=0)
     x = _batch()
-    _step(sae, x, training=False)  # an evaluation pass does not count as a training step
-    for _ in range(2):
-        out = _step(sae, x)
+    _step(sae, x)  # an evaluation pass updates nothing
+    assert float(sae.threshold) == 0.0
+    for step in range(2):
+        out = _step(sae, x, step)
         assert float(out.l0) <= 2 * x.shape[0]
         assert float(sae.threshold) == 0.0  # no threshold estimate during the TopK phase
-    out = _step(sae, x)
+    out = _step(sae, x, 2)
     pre = torch.relu(sae.pre_acts(x))
     counts = (pre >= pre.flatten().topk(2 * x.shape[0]).values.min()).sum(-1)
     assert int(counts.max()) > 2 and int(counts.min()) < 2  # batch-level: uneven per row
@@ -44,12 +43,12 @@ def test_jumprelu_trains_as_relu_first(monkeypatch):
     n_relu = int((torch.relu(sae.pre_acts(x)) > 0).sum())
     n_jump = int((sae.pre_acts(x) > 0.5).sum())
     assert n_jump < n_relu
-    out = _step(sae, x)
+    out = _step(sae, x, 0)
     assert int(out.l0) == n_relu
     out.loss.backward()
     assert sae.log_threshold.grad is None  # the threshold is not trained in the ReLU phase
     sae.zero_grad(set_to_none=True)
-    out = _step(sae, x)
+    out = _step(sae, x, 1)
     assert int(out.l0) == n_jump
     out.loss.backward()
     assert sae.log_threshold.grad is not None
@@ -61,5 +60,23 @@ def test_auxk_applies_to_jumprelu_not_relu(kind, monkeypatch):
     sae = SAE(d_in=8, d_sae=32, kind=kind, seed=0)
     dead = torch.zeros(32, dtype=torch.bool)
     dead[:10] = True
-    out = _step(sae, _batch(), dead=dead)
+    out = _step(sae, _batch(), 0, dead=dead)
     assert (float(out.aux) > 0) == (kind == "jumprelu")
+
+
+def test_a_resumed_trainer_stays_in_its_phase(monkeypatch):
+    """The phase follows the trainer's step, which checkpoints keep: a resumed run does not repeat phase one."""
+    from torch_shard_interpret.sae import SAEConfig, TrainConfig
+    from torch_shard_interpret.sae._trainer import Dist, Trainer
+
+    monkeypatch.setitem(_losses.EARLY_STEPS, "batchtopk", 2)
+    cfg, tcfg = SAEConfig(d_in=8, d_sae=32, kind="batchtopk", k=2), TrainConfig(batch_size=64, seed=0)
+    x = _batch()
+    first = Trainer(cfg, tcfg, 10, Dist(False))
+    first.step(x)
+    first.step(x)
+    assert float(first.sae.threshold) == 0.0  # two steps of the TopK phase
+    resumed = Trainer(cfg, tcfg, 10, Dist(False))
+    resumed.load_state(first.state())
+    resumed.step(x)  # step 2: past the first phase, so the batch-level threshold is estimated
+    assert resumed.step_i == 3 and float(resumed.sae.threshold) > 0.0

@@ -78,13 +78,15 @@ def forward_loss(
     dead: torch.Tensor | None,
     aux_reduce=None,
     gather=None,
-    batchtopk_update: bool = True,
+    step: int | None = None,
 ) -> StepOut:
     """Loss of ``sae`` on local rows ``x`` -> targets ``y`` (already normalised).
 
     ``n_global``: rows in the global batch; ``total_var``: ``sum ||y - mean(y)||^2`` over the global batch;
     ``dead``: ``[d_sae]`` bool mask of dead latents (AuxK); ``aux_reduce``: all-reduce (sum) for AuxK statistics;
-    ``gather``: all-gather + concatenate (DDP), so that BatchTopK selects over the global batch.
+    ``gather``: all-gather + concatenate (DDP), so that BatchTopK selects over the global batch;
+    ``step``: the index of this training step (the trainer's, saved in its checkpoints, so that a resumed run
+    stays in the phase it was in, see ``EARLY_STEPS``), or None for an evaluation pass, which updates nothing.
     """
     cfg = sae.cfg
     if cfg.kind == "abstopk" or cfg.skip:  # loaded from SAELens: inference only here
@@ -94,7 +96,8 @@ def forward_loss(
         raise SAEError(f"{what} can be loaded and run but not trained by tsi; train with {fix} instead")
     b_in = sae.b_dec if (cfg.apply_b_dec_to_input and not cfg.transcoder) else None
     zero = x.new_zeros(())
-    early = _early(sae, batchtopk_update, cfg.kind)
+    training = step is not None
+    early = step is not None and step < EARLY_STEPS.get(cfg.kind, 0)
     if cfg.kind == "topk" or (cfg.kind == "batchtopk" and early):
         x_hat, z, idx, pre, xc = topk_forward(x, sae.W_enc, sae.b_enc, sae.W_dec, b_in, sae.b_dec, cfg.k)
         fired = torch.zeros(cfg.d_sae, dtype=torch.bool, device=x.device)
@@ -113,11 +116,11 @@ def forward_loss(
             vals, where = flat.topk(n_keep, sorted=False)
             mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(0, where, True).view_as(pre)
             z = F.relu(pre) * mask
-            if batchtopk_update:
+            if training:
                 _update_threshold(sae, vals)
         else:
             z, vals = _batchtopk_global(pre, cfg.k * n_global, cfg.d_sae * n_global, gather)
-            if batchtopk_update:
+            if training:
                 _update_threshold(sae, vals)
         x_hat = z @ sae.W_dec + sae.b_dec
         active = z > 0
@@ -139,17 +142,6 @@ def forward_loss(
         weight = cfg.aux_coefficient * (total_var / n_global if cfg.kind == "jumprelu" else 1.0)
         loss = loss + weight * aux
     return StepOut(loss, sq.detach(), l0.detach(), fired, aux.detach())
-
-
-def _early(sae: SAE, training: bool, kind: str) -> bool:
-    """Whether this training step is in the first phase of ``kind`` (counted per SAE object)."""
-    n = EARLY_STEPS.get(kind, 0)
-    if not n:
-        return False
-    done = getattr(sae, "_tsi_steps", 0)
-    if training:
-        sae._tsi_steps = done + 1
-    return done < n
 
 
 @torch.no_grad()

@@ -128,7 +128,7 @@ class Trainer:
             sae, xs[lo:hi], ys[lo:hi], n_global=n, total_var=total_var,
             dead=dead if bool(dead.any()) else None,
             aux_reduce=self.dist.sum_ if self.dist.on else None,
-            gather=self.dist.cat if self.dist.on else None,
+            gather=self.dist.cat if self.dist.on else None, step=self.step_i,
         )  # fmt: skip
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
