@@ -49,7 +49,8 @@ def base_kv(
         raise
     except Exception:  # noqa: BLE001 - a model that takes no use_cache
         return None
-    cache = getattr(out.output, "past_key_values", None) or getattr(out.output, "cache", None)
+    # ``cache`` first: transformers 5 names it so and warns when ``past_key_values`` is read
+    cache = getattr(out.output, "cache", None) or getattr(out.output, "past_key_values", None)
     layers = getattr(cache, "layers", None)
     if cache is None or not layers or out.logits is None:
         return None
