@@ -143,6 +143,30 @@ def test_save_load_round_trip_and_html(model, metric, tmp_path):
         PatchResult.load(tmp_path)
 
 
+def test_attribution_patching_unembeds_the_last_position_only_when_that_is_all_it_reads(model, metric):
+    """Both forwards keep only the last position's logits for a last-position metric, with the same result as a
+    metric that reads every position (which must keep them all)."""
+    lengths = []
+    real = tsi.Model.run
+
+    def spy(self, inputs, *args, **kwargs):
+        run = real(self, inputs, *args, **kwargs)
+        lengths.append(run.logits.shape[1])
+        return run
+
+    every = lambda logits: metric(logits) + 0 * logits[:, :-1].sum((1, 2))  # noqa: E731 - reads all positions
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tsi.Model, "run", spy)
+        fast = tsi.patching.attribution_patching(model, CLEAN, CORRUPT, metric)
+        fast_lengths, lengths[:] = list(lengths), []
+        full = tsi.patching.attribution_patching(model, CLEAN, CORRUPT, every)
+    n = model.to_tokens(CLEAN).shape[1]
+    assert fast.info["last_logits_only"] and fast_lengths == [1, 1]
+    assert not full.info["last_logits_only"] and lengths == [n, n]
+    torch.testing.assert_close(fast.raw, full.raw, atol=1e-5, rtol=1e-4)
+    assert fast.clean_metric == pytest.approx(full.clean_metric, abs=1e-5)
+
+
 def test_attribution_patching_is_the_linear_estimate(model, metric):
     sites = "blocks.*.resid_pre"
     est = tsi.patching.attribution_patching(model, CLEAN, CORRUPT, metric, sites=sites)

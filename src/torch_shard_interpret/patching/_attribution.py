@@ -41,7 +41,15 @@ def attribution_patching(
     clean_ids, corrupt_ids, site_objs, names = _prepare(model, clean, corrupt, sites, heads, direction)
     base_ids, src_ids = (corrupt_ids, clean_ids) if direction == "denoise" else (clean_ids, corrupt_ids)
 
-    source = model.run(src_ids, cache=names)  # forward 1
+    # Unembed the last position only when that is all the metric reads, in both forwards: decided on random
+    # logits of the run's shape before any forward (on the source run's own logits where the vocabulary size
+    # is unknown, so that only the second forward is spared).
+    vocab = model.cfg.d_vocab
+    probe = torch.randn(1, src_ids.shape[1], vocab, device=src_ids.device) if vocab else None
+    keep = last_logits_kwargs(model, metric, probe)
+    source = model.run(src_ids, cache=names, **keep)  # forward 1
+    if probe is None:
+        keep = last_logits_kwargs(model, metric, source.logits)
     held: dict[str, torch.Tensor] = {}
 
     def scalar(run: Any) -> torch.Tensor:
@@ -49,9 +57,6 @@ def attribution_patching(
         held["metric"] = value.detach()
         return value
 
-    keep = last_logits_kwargs(
-        model, metric, source.logits
-    )  # unembed the last position only, when that is all
     base = model.run(base_ids, cache=names, grad=scalar, **keep)  # forward 2 + backward
     base_m = float(held["metric"])
     src_m = float(call_metric(metric, source.logits, 1)[0])
