@@ -2,10 +2,13 @@
 
 One run measures, each case in its own subprocess (so peak memory is the case's own):
 
-- plain forward + backward of the IOI metric (3 prompt pairs), the unit of "forward-equivalents";
+- plain forward + backward of the IOI metric (3 prompt pairs, and one prompt of 128 and 512 tokens), the unit
+  of "forward-equivalents" for the cases of the same length;
 - ``tsi.circuits.attribute(method="eap")`` and ``"eap-ig"`` (5 steps) scoring every edge (70,651);
 - EAP on one prompt of 128 and 512 tokens, to fit peak memory against length and state the longest prompt
   whose EAP fits in 8 GiB;
+- warm EAP and EAP-IG paired with a forward + backward in each round (median ratio), the figure that a
+  loaded machine does not distort;
 - ACDC on the hand-built toy and the two known-circuit models: batched forwards and patched rows against
   one forward per edge.
 
@@ -39,7 +42,8 @@ PAIRS = [
     ("When Tom and James went to the park, James gave a ball to", " Tom", " James"),
     ("When Anna and Mark went to the shop, Mark gave a book to", " Anna", " Mark"),
 ]
-CASES = ("fwdbwd", "eap", "eap-ig", "eap-128", "eap-512")
+CASES = ("fwdbwd", "eap", "eap-ig", "fwdbwd-128", "eap-128", "fwdbwd-512", "eap-512", "paired")
+ROUNDS = 5
 
 
 def _swap(text: str, a: str, b: str) -> str:
@@ -58,13 +62,13 @@ def _reset_peak() -> int:
     return _rss("VmRSS")
 
 
-def child(case: str) -> dict:
-    model = tsi.load("smollm2-135m")
-    if case.startswith("eap-") and case[4:].isdigit():
-        n = int(case[4:])
+def _inputs(model, case: str):
+    """``(clean, corrupt, metric, ids)`` of a case: the IOI pairs, or one random prompt of ``-N`` tokens."""
+    tail = case.rsplit("-", 1)[-1]
+    if tail.isdigit():
         gen = torch.Generator().manual_seed(0)
-        clean = torch.randint(100, 40000, (1, n), generator=gen)
-        corrupt = torch.randint(100, 40000, (1, n), generator=gen)
+        clean = torch.randint(100, 40000, (1, int(tail)), generator=gen)
+        corrupt = torch.randint(100, 40000, (1, int(tail)), generator=gen)
         right, wrong = torch.tensor([model.token_id(" Mary")]), torch.tensor([model.token_id(" John")])
     else:
         clean = [p for p, _, _ in PAIRS]
@@ -77,23 +81,51 @@ def child(case: str) -> dict:
         return logits[rows, -1, right[rows]] - logits[rows, -1, wrong[rows]]
 
     ids = clean if torch.is_tensor(clean) else torch.cat([model.to_tokens(t) for t in clean])
-    model.run(ids[:1, :8])  # warm up
+    return clean, corrupt, metric, ids
+
+
+def _one(model, case: str, clean, corrupt, metric, ids) -> dict:
+    if case.startswith("fwdbwd"):
+        model.run(ids, cache="embed", grad=lambda r: metric(r.logits).sum())
+        return {}
+    method = "eap-ig" if case == "eap-ig" else "eap"
+    scored = tsi.circuits.attribute(model, clean, corrupt, metric, method=method, steps=5, progress=False)
+    info = {k: v for k, v in scored.info.items() if isinstance(v, (int, float))}
+    return {**info, "edges": len(scored.graph.edges)}
+
+
+def _paired(model) -> dict:
+    """Median over ``ROUNDS`` warm rounds of (EAP time / fwd+bwd time), each round timing both back to back,
+    so that a change in the machine's load between rounds cancels out of each ratio."""
+    args = _inputs(model, "eap")
+    for case in ("fwdbwd", "eap", "eap-ig"):
+        _one(model, case, *args)  # warm-up: the layout and weights are read once per model
+    ratios: dict[str, list[float]] = {"eap": [], "eap-ig": []}
+    for _ in range(ROUNDS):
+        for case in ratios:
+            t0 = time.perf_counter()
+            _one(model, "fwdbwd", *args)
+            t1 = time.perf_counter()
+            _one(model, case, *args)
+            ratios[case].append((time.perf_counter() - t1) / (t1 - t0))
+    return {k: sorted(v)[len(v) // 2] for k, v in ratios.items()}
+
+
+def child(case: str) -> dict:
+    model = tsi.load("smollm2-135m")
+    if case == "paired":
+        return {"case": case, **_paired(model)}
+    args = _inputs(model, case)
+    model.run(args[3][:1, :8])  # warm up
     base = _reset_peak()
     t0 = time.perf_counter()
-    info: dict = {}
-    if case == "fwdbwd":
-        model.run(ids, cache="embed", grad=lambda r: metric(r.logits).sum())
-    else:
-        method = "eap-ig" if case == "eap-ig" else "eap"
-        scored = tsi.circuits.attribute(model, clean, corrupt, metric, method=method, steps=5, progress=False)
-        info = {k: v for k, v in scored.info.items() if isinstance(v, (int, float))}
-        info["edges"] = len(scored.graph.edges)
+    info = _one(model, case, *args)
     seconds = time.perf_counter() - t0
     return {
         "case": case,
         "seconds": seconds,
         "peak_bytes": _rss("VmHWM") - base,
-        "tokens": int(ids.shape[1]),
+        "tokens": int(args[3].shape[1]),
         **info,
     }
 
@@ -131,18 +163,23 @@ def main() -> None:
         print(json.dumps(child(args.child)))
         return
     res = {c: run_child(c, args.threads) for c in args.cases.split(",")}
-    base = res.get("fwdbwd", {})
+    paired = res.pop("paired", {})
     print("| case | tokens | wall s | forward+backward equivalents | peak MiB | peak / fwd+bwd |")
     print("|---|---|---|---|---|---|")
     for c, r in res.items():
         if "error" in r:
             print(f"| {c} | error: {r['error']} | | | | |")
             continue
+        tail = c.rsplit("-", 1)[-1]
+        base = res.get(f"fwdbwd-{tail}" if tail.isdigit() else "fwdbwd", {})
         fe = r["seconds"] / base["seconds"] if base.get("seconds") else float("nan")
         pk = r["peak_bytes"] / base["peak_bytes"] if base.get("peak_bytes") else float("nan")
         print(
             f"| {c} | {r['tokens']} | {r['seconds']:.2f} | {fe:.2f} | {r['peak_bytes'] / 2**20:.0f} | {pk:.2f} |"
         )
+    if "eap" in paired:
+        print(f"\nWarm, paired with a fwd+bwd in each of {ROUNDS} rounds (median): EAP {paired['eap']:.2f}, "
+              f"EAP-IG (5 steps) {paired['eap-ig']:.2f} forward+backward equivalents")  # fmt: skip
     a, b = res.get("eap-128", {}), res.get("eap-512", {})
     if "peak_bytes" in a and "peak_bytes" in b:
         slope = (b["peak_bytes"] - a["peak_bytes"]) / (512 - 128)

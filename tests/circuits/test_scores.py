@@ -141,3 +141,17 @@ def test_bad_inputs_raise_clear_errors(tiny):
         tsi.circuits.attribute(
             model, clean, corrupt, lambda lg: lg[0, -1, :2], method="patching", edges=EDGES[:1]
         )
+
+
+def test_per_position_scores_sum_to_the_edge_scores_and_vanish_before_the_first_change(tiny):
+    module, clean, corrupt, metric = tiny
+    corrupt = clean.clone()
+    corrupt[:, 3:] = (clean[:, 3:] + 7) % 40  # the pair differs from position 3 on
+    model = tsi.wrap(module)
+    scored = tsi.circuits.attribute(
+        model, clean, corrupt, metric, method="eap", per_position=True, progress=False
+    )
+    pos = scored.info["positions"]  # [E, positions]
+    assert pos.shape == (len(scored.graph.edges), clean.shape[1])
+    torch.testing.assert_close(pos.sum(dim=1), scored.values, rtol=1e-4, atol=1e-6)
+    assert pos[:, :3].abs().max() < 1e-6 < pos[:, 3:].abs().max()

@@ -10,7 +10,7 @@ keeps the weights offloaded until the module runs).
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -49,22 +49,48 @@ class Layout:
     unembed: str
     modules: dict[str, nn.Module]
     _w_o: dict[int, torch.Tensor]
+    _w_in: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def module(self, path: str) -> nn.Module:
         return self.modules[path]
 
     def w_o(self, layer: int, like: torch.Tensor) -> torch.Tensor:
         """``[n_heads, d_head, d_model]``: what one unit of each head's ``z`` writes to the residual."""
-        w = self._w_o.get(layer)
+        o, width = self.layers[layer].o_proj, self.graph.n_heads * self.d_head
+        w = _linear_weight(o, width)
         if w is None:
-            o = self.layers[layer].o_proj
-            width = self.graph.n_heads * self.d_head
-            eye = torch.eye(width, dtype=like.dtype, device=like.device)
-            with torch.no_grad():
-                w = call(o, eye) - call(o, torch.zeros(1, width, dtype=like.dtype, device=like.device))
-            w = w.reshape(self.graph.n_heads, self.d_head, -1)
-            self._w_o[layer] = w
+            w = self._w_o.get(layer)
+            if w is None:
+                w = _jacobian(o, width, like).T
+                self._w_o[layer] = w
+        return w.T.reshape(self.graph.n_heads, self.d_head, -1).to(device=like.device, dtype=like.dtype)
+
+    def w_in(self, proj: Proj, d_in: int, like: torch.Tensor) -> torch.Tensor:
+        """``[out, d_in]``: the Jacobian of a q/k/v projection (affine, so the same at every input)."""
+        w = _linear_weight(proj.module, d_in)
+        if w is None:
+            w = self._w_in.get(proj.path)
+            if w is None:
+                w = self._w_in[proj.path] = _jacobian(proj.module, d_in, like).T.contiguous()
         return w.to(device=like.device, dtype=like.dtype)
+
+
+def _linear_weight(module: nn.Module, d_in: int) -> torch.Tensor | None:
+    """A plain ``nn.Linear``'s own ``[out, d_in]`` weight (a view, no copy), or None where it is kept elsewhere
+    (offloaded to meta, quantized, another kind of module): then the Jacobian is read by calling the module."""
+    w = getattr(module, "weight", None)
+    if not isinstance(module, nn.Linear) or not isinstance(w, torch.Tensor) or w.device.type == "meta":
+        return None
+    w = _full(w).detach()
+    return w if w.ndim == 2 and w.shape[1] == d_in else None
+
+
+def _jacobian(module: nn.Module, d_in: int, like: torch.Tensor) -> torch.Tensor:
+    """``[d_in, out]``: the module (affine) called on the identity, less its value at zero (so it also works when
+    accelerate keeps the weights offloaded until the module runs)."""
+    eye = torch.eye(d_in, dtype=like.dtype, device=like.device)
+    with torch.no_grad():
+        return call(module, eye) - call(module, torch.zeros(1, d_in, dtype=like.dtype, device=like.device))
 
 
 _LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -78,6 +78,7 @@ def attribute(
     if per_position and len(groups) > 1:
         raise CircuitError("per_position=True needs prompts of one token length (positions must line up)")
     matrix = torch.zeros(len(g.sources), len(g.dests))
+    limits = _source_limits(g)
     pos_scores = None
     n_back = 0
     stages = _stages(g) if (method == "eap-ig" and ig == "activations") else [None]
@@ -87,7 +88,7 @@ def attribute(
     ) as bar:
         for c, k in groups:
             corr, _ = capture(model, lay, k)
-            corr_contrib = corr.contributions(lay).float()
+            corr_contrib = corr.contributions(lay)
             for stage in stages:
                 keep = None
                 if stage is not None:
@@ -101,17 +102,16 @@ def attribute(
                     src, chunks = grad_chunks(model, lay, c, scalar(metric), ivs)
                     n_back += 1
                     if delta is None:
-                        delta = src.contributions(lay).float().neg_().add_(corr_contrib)
+                        # [S, n, p, d]; in place where no later stage reads the counterfactual's writes again
+                        delta = src.contributions(
+                            lay, corr_contrib if stage is None else corr_contrib.clone()
+                        )
                         if keep is not None:
-                            delta = delta * keep.to(delta.device)[None, None, :, None]
+                            delta = delta * keep.to(delta.device)[:, None, None, None]
                     del src
-                    for dests, G in chunks:
-                        matrix[:, dests] += torch.einsum("npsd,npkd->sk", delta, G).cpu() / n_steps
-                        if per_position:
-                            per = torch.einsum("npsd,npkd->skp", delta, G).cpu() / n_steps
-                            if pos_scores is None:
-                                pos_scores = torch.zeros(len(g.sources), len(g.dests), per.shape[-1])
-                            pos_scores[:, dests] += per
+                    if per_position and pos_scores is None:
+                        pos_scores = torch.zeros(len(g.sources), len(g.dests), c.shape[1])
+                    _add_scores(matrix, pos_scores, delta, chunks, limits, 1.0 / n_steps)
                     bar.update(1)
     info: dict[str, Any] = {"prompts": total, "backwards": n_back, "forwards": n_back + len(groups)}
     if method == "eap-ig":
@@ -120,6 +120,49 @@ def attribute(
         info["positions"] = pos_scores[g.edge_src, g.edge_dst] / total
     name = method if method == "eap" else f"eap-ig-{ig}"
     return ScoredGraph(g, matrix[g.edge_src, g.edge_dst] / total, name, info)
+
+
+def _source_limits(g: Graph) -> torch.Tensor:
+    """``[D]``: one past the last source with an edge into each destination (sources are in layer order, so
+    the sources a destination can read are a prefix)."""
+    limits = torch.zeros(len(g.dests), dtype=torch.long)
+    return limits.scatter_reduce_(0, g.edge_dst, g.edge_src + 1, reduce="amax")
+
+
+def _add_scores(
+    matrix: torch.Tensor,
+    pos_scores: torch.Tensor | None,
+    delta: torch.Tensor,
+    chunks: Any,
+    limits: torch.Tensor,
+    weight: float,
+    group: int = 16,
+) -> None:
+    """``matrix[s, d] += weight * delta[s] . G[d]`` for every chunk of destination gradients ``G`` ([n, p, k, d]).
+
+    Chunks are gathered ``group`` destinations at a time into one matmul with the ``[S, n*p*d]`` deltas, and
+    only the sources before a destination's limit take part (a destination reads no later source).
+    """
+    flat = delta.reshape(delta.shape[0], -1)
+    dests: list[int] = []
+    grads: list[torch.Tensor] = []
+
+    def flush() -> None:
+        lim = int(limits[dests].max())
+        G = torch.cat(grads)  # [k, n, p, d]
+        matrix[:lim, dests] += (flat[:lim] @ G.reshape(G.shape[0], -1).T).cpu() * weight
+        if pos_scores is not None:
+            pos_scores[:lim, dests] += torch.einsum("snpd,knpd->skp", delta[:lim], G).cpu() * weight
+        dests.clear()
+        grads.clear()
+
+    for idx, G in chunks:
+        dests += idx
+        grads.append(G.permute(2, 0, 1, 3))
+        if len(dests) >= group:
+            flush()
+    if dests:
+        flush()
 
 
 def _edge_indices(g: Graph, edges: list[str] | None) -> list[int]:

@@ -31,13 +31,26 @@ class Sources:
     def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Sources:
         return Sources(fn(self.input), [fn(t) for t in self.z], [fn(t) for t in self.mlp])
 
-    def contributions(self, lay: Layout) -> torch.Tensor:
-        """``[n, p, S, d]``: what each source writes to the residual (heads without the output bias)."""
-        parts = [self.input[:, :, None]]
+    def contributions(self, lay: Layout, minus: torch.Tensor | None = None) -> torch.Tensor:
+        """``[S, n, p, d]`` float32, sources first: what each source writes to the residual (heads without the
+        output bias), so that one source's rows are contiguous and a causal prefix of sources is a slice.
+        ``minus``: an ``[S, n, p, d]`` tensor to turn into ``minus - contributions`` in place (no second copy)."""
+        n, p, d = self.input.shape
+        width = 1 + sum(z.shape[2] + 1 for z in self.z)
+        out = (
+            torch.zeros(width, n, p, d, dtype=torch.float32, device=self.input.device)
+            if minus is None
+            else minus
+        )
+        sign = 1.0 if minus is None else -1.0
+        out[0].add_(self.input, alpha=sign)
+        at = 1
         for i, (z, m) in enumerate(zip(self.z, self.mlp, strict=True)):
-            parts.append(torch.einsum("nphe,hed->nphd", z, lay.w_o(i, z)))
-            parts.append(m[:, :, None])
-        return torch.cat(parts, dim=2)
+            h = z.shape[2]
+            out[at : at + h].add_(torch.einsum("nphe,hed->hnpd", z, lay.w_o(i, z)), alpha=sign)
+            out[at + h].add_(m, alpha=sign)
+            at += h + 1
+        return out
 
 
 def source_sites(lay: Layout) -> list[str]:
@@ -67,23 +80,12 @@ def _clone(value: torch.Tensor, ctx: Any) -> torch.Tensor:
     return value.clone()  # a fresh node: its gradient is this branch's only
 
 
-def grad_run(
-    model: Any, lay: Layout, ids: torch.Tensor, scalar: Callable, interventions: dict | None = None
-) -> tuple[Sources, torch.Tensor]:
-    """One forward and one backward: the sources and ``[n, p, D, d]`` = d scalar / d (each destination's input)."""
-    src, chunks = grad_chunks(model, lay, ids, scalar, interventions)
-    n, p, d = src.input.shape
-    out = torch.zeros(n, p, len(lay.graph.dests), d, dtype=torch.float32, device=src.input.device)
-    for dests, grads in chunks:
-        out[:, :, dests] = grads
-    return src, out
-
-
 def grad_chunks(
     model: Any, lay: Layout, ids: torch.Tensor, scalar: Callable, interventions: dict | None = None
 ) -> tuple[Sources, Iterator[tuple[list[int], torch.Tensor]]]:
-    """Like ``grad_run``, but the gradients come one projection (or MLP, or logits) at a time, as
-    ``(destination indices, [n, p, k, d] float32)``, so that no ``[n, p, D, d]`` tensor is ever held."""
+    """One forward and one backward: the sources, and d scalar / d (each destination's input) one projection
+    (or MLP, or logits) at a time, as ``(destination indices, [n, p, k, d] float32)``, so that no
+    ``[n, p, D, d]`` tensor is ever held."""
     g = lay.graph
     branch = [f"{p.path}:output" for layer in lay.layers for p in layer.projs]
     branch += [f"{layer.mlp}:input" for layer in lay.layers] + [f"{lay.unembed}:input"]
@@ -133,14 +135,18 @@ def _vjp(norm: torch.nn.Module, x: torch.Tensor, g: torch.Tensor) -> torch.Tenso
 def _vjp_proj(
     lay: Layout, norm_path: str, proj: Any, x: torch.Tensor, g: torch.Tensor, cols: list[int]
 ) -> torch.Tensor:
-    """``[n, p, K, d]``: the gradient reaching each head's own copy of the residual through norm and projection."""
+    """``[n, p, K, d]``: the gradient reaching each head's own copy of the residual through norm and projection.
+
+    The projection is affine, so its input gradient for head ``k`` is ``g[cols_k] @ W[cols_k]`` whatever its
+    input: one matmul for all heads, instead of running the projection on ``K`` copies of the residual.
+    """
     K, dh = len(cols), lay.d_head
+    index = torch.tensor(cols, device=g.device)[:, None] + torch.arange(dh, device=g.device)  # [K, dh]
+    w = lay.w_in(proj, x.shape[-1], g)[index]  # [K, dh, d]
+    cot = torch.einsum("npke,ked->npkd", g[..., index], w)
     with torch.enable_grad():
         xr = x.detach()[:, :, None].expand(*x.shape[:2], K, x.shape[-1]).clone().requires_grad_(True)
-        y = call(proj.module, lay.module(norm_path)(xr))  # [n, p, K, out]
-        sel = _gather(y, cols, dh)  # [n, p, K, dh]
-        cot = _gather(g[:, :, None].expand(*g.shape[:2], K, g.shape[-1]), cols, dh)
-        (out,) = torch.autograd.grad(sel, xr, cot)
+        (out,) = torch.autograd.grad(lay.module(norm_path)(xr), xr, cot)
     return out
 
 
