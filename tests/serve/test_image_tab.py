@@ -216,3 +216,24 @@ def test_info_of_the_tab(client):
     info = client.get("/api/vision").json()
     assert info["enabled"] and info["model"] == "digits-cnn"
     assert info["types"] == ["image/jpeg", "image/png"] and info["max_bytes"] == 4 * 2**20
+
+
+def test_cancelled_image_job_stops_and_leaves_no_folder(client, digit, temp_root, monkeypatch):
+    import threading
+
+    started = threading.Event()
+
+    def slow(model, data, step=None, **kw):  # a report whose phases never end until the job is cancelled
+        started.set()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            step("a phase")  # raises Cancelled once DELETE /api/jobs/{id} has run
+            time.sleep(0.02)
+        raise AssertionError("the job was not cancelled")
+
+    monkeypatch.setattr(tv, "report_from_bytes", _Recorder(temp_root, slow))
+    job_id = upload(client, digit[0], path="/api/vision/job").json()["id"]
+    assert started.wait(30)
+    assert client.delete(f"/api/jobs/{job_id}").status_code == 200
+    assert wait_job(client, job_id)["status"] == "cancelled"
+    assert list(temp_root.iterdir()) == []
