@@ -156,11 +156,10 @@ def test_error_is_shown(page):
 
 def test_circuits_tab(page):
     page.click("nav button[data-tab=circuits]")
-    page.fill("#circ-clean", "the cat is very good")
-    page.fill("#circ-corrupt", "the dog is very good")
-    page.fill("#circ-target", " good")
-    page.fill("#circ-baseline", " bad")
-    page.fill("#circ-top", "10")
+    fields = {"clean": "the cat is very good", "corrupt": "the dog is very good", "target": " good",
+              "baseline": " bad", "top": "10"}  # fmt: skip
+    for name, value in fields.items():
+        page.fill(f"#circ-{name}", value)
     page.click("#circ-run")
     page.wait_for_selector("#circ-svg svg", timeout=60000)
     assert page.locator("#circ-svg svg line").count() > 0
