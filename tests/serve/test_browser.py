@@ -152,3 +152,39 @@ def test_error_is_shown(page):
     page.click("#run-prompt")
     page.wait_for_selector("#error:not([hidden])")
     assert "'prompt' is empty" in page.inner_text("#error")
+
+
+def test_circuits_tab(page):
+    page.click("nav button[data-tab=circuits]")
+    fields = {"clean": "the cat is very good", "corrupt": "the dog is very good", "target": " good",
+              "baseline": " bad", "top": "10"}  # fmt: skip
+    for name, value in fields.items():
+        page.fill(f"#circ-{name}", value)
+    page.click("#circ-run")
+    page.wait_for_selector("#circ-svg svg", timeout=60000)
+    assert page.locator("#circ-svg svg line").count() > 0
+    float(page.inner_text("#circ-faithfulness"))  # a number
+    assert page.locator("#circ-side svg").count() == 1  # the faithfulness curve
+    shot(page, "circuits")
+    assert not page.console_errors
+
+
+def test_image_tab(page, tmp_path):
+    from torch_shard_interpret._render import png_bytes
+    from torch_shard_interpret.vision._data import digits
+
+    images, labels = digits()
+    path = tmp_path / "five.png"
+    path.write_bytes(png_bytes((1 - images[5, 0].numpy()).repeat(4, 0).repeat(4, 1)))
+    page.click("nav button[data-tab=image]")
+    expect(page.locator("#image-limits")).to_contain_text("digits-cnn")
+    page.set_input_files("#image-file", str(path))
+    page.fill("#image-steps", "4")
+    page.click("#image-run")
+    page.wait_for_selector("#image-report", timeout=60000)
+    expect(page.locator("#image-prediction")).to_contain_text(f"predicts class {int(labels[5])}")
+    frame = page.frame_locator("#image-report")
+    expect(frame.locator("h2", has_text="Attributions")).to_be_visible()
+    assert frame.locator("img").count() >= 13
+    shot(page, "image")
+    assert not page.console_errors

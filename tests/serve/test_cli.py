@@ -48,3 +48,21 @@ def test_serve_starts_with_preloaded_model(monkeypatch, capsys, sae_dir):
     assert "open http://127.0.0.1:9999/  (" in capsys.readouterr().err
     assert main(["serve", "--model", "tiny", "--host", "0.0.0.0", "--allow-remote"]) == 0
     assert "WARNING" in capsys.readouterr().err
+
+
+def test_serve_vision_model_flag(monkeypatch, capsys):
+    import torch_shard_interpret as tsi
+    from torch_shard_interpret.cli import serve
+    from torch_shard_interpret.testing import tiny_hf_model, tiny_tokenizer
+
+    seen = {}
+    preload(monkeypatch, "tiny", tsi.wrap(tiny_hf_model(), tiny_tokenizer()))
+    monkeypatch.setattr(serve, "serve_until_interrupted", lambda app, config: seen.update(app=app))
+    assert main(["serve", "--model", "tiny"]) == 0
+    assert seen["app"].state.vision.describe()["model"] == "digits-cnn"
+    assert main(["serve", "--model", "tiny", "--vision-model", "none"]) == 0
+    assert seen["app"].state.vision.enabled is False
+    capsys.readouterr()
+    assert main(["serve", "--model", "tiny", "--vision-model", "resnet"]) == 2
+    err = capsys.readouterr().err
+    assert "--vision-model must be one of digits-cnn" in err and err.count("\n") == 1

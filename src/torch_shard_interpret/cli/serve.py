@@ -10,7 +10,10 @@ from typing import Any
 
 from ._common import add_model, load_model
 
-HELP = "start a local web app: predictions, logit lens, attention, DLA, steering, patching, SAE features"
+HELP = (
+    "start a local web app: predictions, logit lens, attention, DLA, steering, patching, SAE features, circuits, "
+    "image attributions"
+)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -58,6 +61,10 @@ def register(subparsers: Any) -> None:
         help="background jobs queued or running at once; more get 429 (default: the server's own limit; 1-1000)",
     )  # fmt: skip
     parser.add_argument(
+        "--vision-model", default="digits-cnn", metavar="NAME",
+        help="the Image tab's model: an embedded vision model (default digits-cnn, loaded on first use) or 'none'",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-attention", action="store_true",
         help="do not switch the model to eager attention (the attention tab is then off)",
     )  # fmt: skip
@@ -90,6 +97,12 @@ def run(args: argparse.Namespace) -> int:
             f"tsi serve needs the web extra ({exc.name} is missing): pip install 'torch-shard-interpret[web]'"
         ) from None
 
+    from ..vision._zoo import NAMES as VISION_MODELS
+
+    if args.vision_model != "none" and args.vision_model not in VISION_MODELS:
+        raise UsageError(
+            f"--vision-model must be one of {', '.join(VISION_MODELS)} or 'none', not {args.vision_model!r}"
+        )
     err = sys.stderr
     print(f"tsi serve: loading model {args.model}...", file=err, flush=True)
     model = load_model(args.model)
@@ -108,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         max_cost=MAX_COST if args.max_cost is None else args.max_cost,
         **({} if args.max_jobs is None else {"max_jobs": args.max_jobs}),
         token=token,
+        vision_model=None if args.vision_model == "none" else args.vision_model,
     )
     note = app.state.tsi.attention_note
     if note:

@@ -23,16 +23,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import _circuits
 from . import _compute as C
 from ._cancel import Cancelled, cancellable
 from ._guard import BodyTooLarge, Guard, _err
 from ._jobs import Jobs, QueueFull
 from ._sae import ServedSAE, load_sae
 from ._specs import RequestError
+from ._vision import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, VisionTab, size_hint
 
 MAX_BODY = 1_000_000
 MAX_JSON_DEPTH = 32
 STATIC_DIR = Path(__file__).parent / "static"
+UPLOAD_PATHS = ("/api/vision", "/api/vision/job")  # raw image bodies (the Image tab), with their own size cap
 
 
 def error_response(exc: BaseException) -> tuple[int, str]:
@@ -78,6 +81,9 @@ def create_app(
     max_jobs: int = 16,
     max_cost: int = C.MAX_COST,
     token: str | None = None,
+    vision_model: Any = "digits-cnn",
+    max_image_bytes: int = MAX_IMAGE_BYTES,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
 ) -> Starlette:
     """The ``tsi serve`` web app around an already loaded ``tsi.Model``.
 
@@ -95,6 +101,9 @@ def create_app(
         max_jobs: background jobs queued or running at once (429 with Retry-After beyond it).
         max_cost: the largest cost of one request, sites x positions x tokens (400 beyond it).
         token: when given, every request must carry it (``?token=`` once, then a cookie or ``X-TSI-Token``).
+        vision_model: the Image tab's model: an embedded name (loaded on first use), a ``tsi.Model`` or an
+            ``nn.Module``; None turns the tab off.
+        max_image_bytes, max_image_pixels: the largest image upload (413 beyond either).
     """
     state = C.State(model=model, model_name=model_name, max_cost=max_cost)
     state.vectors.update(_vectors(vectors))
@@ -108,6 +117,14 @@ def create_app(
         state.attention, state.attention_note = _enable_attention(model)
     static = _load_static(STATIC_DIR)
     jobs = Jobs(job_workers, max_pending=max_jobs)
+    vision = VisionTab(vision_model, max_image_bytes, max_image_pixels)
+    kinds = {**C.KINDS, **_circuits.KINDS}
+
+    def check_cost(kind: str, body: Mapping[str, Any]) -> None:
+        if kind in _circuits.KINDS:
+            _circuits.check_cost(state, body)
+        else:
+            C.check_cost(state, kind, body)
 
     async def body_of(request: Request) -> Mapping[str, Any]:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -149,8 +166,8 @@ def create_app(
     def compute(kind: str):
         async def handler(request: Request) -> Response:
             body = await body_of(request)
-            C.check_cost(state, kind, body)
-            return JSONResponse(await run_in_threadpool(work(C.KINDS[kind], state, body)))
+            check_cost(kind, body)
+            return JSONResponse(await run_in_threadpool(work(kinds[kind], state, body)))
 
         return endpoint(handler)
 
@@ -180,13 +197,13 @@ def create_app(
     async def jobs_post(request: Request) -> Response:
         body = await body_of(request)
         kind = body.get("kind")
-        if kind not in C.KINDS:
-            raise RequestError(f"'kind' must be one of {', '.join(C.KINDS)}, not {kind!r}")
+        if kind not in kinds:
+            raise RequestError(f"'kind' must be one of {', '.join(kinds)}, not {kind!r}")
         params = C.S.obj(body.get("params", {}), "'params'")
-        C.check_cost(state, kind, params)  # refuse an over-cap job now, not after it was queued
+        check_cost(kind, params)  # refuse an over-cap job now, not after it was queued
 
         def run_job(progress, cancel):
-            return work(C.KINDS[kind], state, params, progress, cancel=cancel)()
+            return work(kinds[kind], state, params, progress, cancel=cancel)()
 
         job = jobs.submit(kind, run_job, error_response)
         return JSONResponse(job.as_dict(), status_code=202)
@@ -202,6 +219,31 @@ def create_app(
         if job is None:
             raise RequestError("no such job (finished jobs are kept for the last 200 requests)", 404)
         return JSONResponse(job.as_dict())
+
+    async def vision_get(request: Request) -> Response:
+        return JSONResponse(vision.describe())
+
+    async def vision_upload(request: Request) -> tuple[Any, dict[str, Any]]:
+        options = vision.options(request.query_params)  # a bad option is refused before the body is read
+        upload = vision.check(await request.body(), request.headers.get("content-type", ""), options["name"])
+        return upload, options
+
+    async def vision_post(request: Request) -> Response:
+        upload, options = await vision_upload(request)
+
+        def progress(fraction: float, message: str) -> None:  # stop between phases when the server stops
+            if jobs.stopping.is_set():
+                raise Cancelled("the server is shutting down")
+
+        return JSONResponse(await run_in_threadpool(vision.analyse, upload, options, progress))
+
+    async def vision_job(request: Request) -> Response:
+        upload, options = await vision_upload(request)
+        await run_in_threadpool(vision.models)  # no vision model: 409 now, not from the job
+        job = jobs.submit(
+            "vision", lambda progress, cancel: vision.analyse(upload, options, progress), error_response
+        )
+        return JSONResponse(job.as_dict(), status_code=202)
 
     async def saes_get(request: Request) -> Response:
         return JSONResponse({"saes": [C.sae_summary(s) for s in state.saes.values()]})
@@ -222,11 +264,10 @@ def create_app(
         Route("/static/{path:path}", endpoint(static_file)),
         Route("/api/info", endpoint(info)),
         Route("/api/sites", endpoint(sites)),
-        *[
-            Route(f"/api/{kind}", compute(kind), methods=["POST"])
-            for kind in C.KINDS
-            if kind != "sae_prepare"
-        ],
+        *[Route(f"/api/{kind}", compute(kind), methods=["POST"]) for kind in kinds if kind != "sae_prepare"],
+        Route("/api/vision", endpoint(vision_get), methods=["GET"]),
+        Route("/api/vision", endpoint(vision_post), methods=["POST"]),
+        Route("/api/vision/job", endpoint(vision_job), methods=["POST"]),
         Route("/api/vectors", endpoint(vectors_get), methods=["GET"]),
         Route("/api/vectors", endpoint(vectors_post), methods=["POST"]),
         Route("/api/jobs", endpoint(jobs_post), methods=["POST"]),
@@ -251,7 +292,9 @@ def create_app(
     app = Starlette(routes=routes, exception_handlers={404: http_error, 405: http_error}, lifespan=lifespan)
     app.state.tsi = state
     app.state.jobs = jobs
-    app.add_middleware(Guard, max_body=max_body, allowed_hosts=allowed_hosts, token=token)
+    app.state.vision = vision
+    uploads = {path: (max_image_bytes, size_hint(max_image_bytes)) for path in UPLOAD_PATHS}
+    app.add_middleware(Guard, max_body=max_body, allowed_hosts=allowed_hosts, token=token, uploads=uploads)
     return app
 
 

@@ -4,7 +4,8 @@ In order: the Host header must be one of the allowed names, matched exactly (DNS
 with a token, every request must carry it (``?token=`` once, which sets a cookie, then the cookie or an
 ``X-TSI-Token`` header); every ``/api`` request whose ``Origin`` is not this server's own, or that a browser
 marks ``Sec-Fetch-Site: cross-site``, gets 403 (GETs too, since some compute); bodies over ``max_body``
-bytes get 413 (checked on the declared length and while reading).
+bytes get 413 (checked on the declared length and while reading); an upload path in ``uploads`` has its own
+limit and names what would be right in its 413.
 """
 
 from __future__ import annotations
@@ -53,9 +54,11 @@ class Guard:
         max_body: int,
         allowed_hosts: Iterable[str] | None,
         token: str | None = None,
+        uploads: dict[str, tuple[int, str]] | None = None,
     ):
         self.app = app
         self.max_body = max_body
+        self.uploads = dict(uploads or {})  # path -> (its body limit, what a right upload is)
         self.allowed = None if allowed_hosts is None else {host_name(h) for h in allowed_hosts}
         self.token = token
 
@@ -98,15 +101,17 @@ class Guard:
         if refusal is not None:
             return await refusal(scope, receive, send)
         length = headers.get("content-length")
+        limit, right = self.uploads.get(scope.get("path", ""), (self.max_body, None))
         if length is not None:
             try:
-                too_big = int(length) > self.max_body
+                too_big = int(length) > limit
             except ValueError:
                 return await _err(400, "invalid Content-Length header")(scope, receive, send)
             if too_big:
-                return await _err(413, f"request body is {length} bytes; the limit is {self.max_body}")(
-                    scope, receive, send
-                )
+                msg = f"request body is {length} bytes; the limit is {limit}"
+                if right is not None:
+                    msg = f"the upload is {int(length):,} bytes; {right}"
+                return await _err(413, msg)(scope, receive, send)
         seen = 0
 
         async def limited() -> dict:
@@ -114,7 +119,7 @@ class Guard:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body:
+                if seen > limit:
                     raise BodyTooLarge
             return message
 
@@ -136,6 +141,7 @@ class Guard:
             await self.app(scope, limited, tracking_send)
         except BodyTooLarge:
             if not started:
-                await _err(413, f"request body is over the limit of {self.max_body} bytes")(
-                    scope, receive, send
-                )
+                msg = f"request body is over the limit of {limit} bytes"
+                if right is not None:
+                    msg = f"the upload is over {limit:,} bytes; {right}"
+                await _err(413, msg)(scope, receive, send)

@@ -29,7 +29,20 @@ export async function cancelJob(id) {
 
 // Start a background job and poll it; onProgress(fraction, message, jobId) is called on each poll.
 export async function job(kind, params, onProgress = () => {}) {
-  let state = await post("/api/jobs", { kind, params });
+  return poll(await post("/api/jobs", { kind, params }), onProgress);
+}
+
+// Send a file as the raw request body (the Image tab); the answer is a job to poll, or the result.
+export async function upload(path, file, type) {
+  return unwrap(await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": type, Accept: "application/json" },
+    body: file,
+  }));
+}
+
+// Poll a started job until it ends; its result, or an ApiError with the job's message.
+export async function poll(state, onProgress = () => {}) {
   let delay = 150;
   while (state.status === "queued" || state.status === "running") {
     onProgress(state.progress, state.message || state.status, state.id);

@@ -1,42 +1,11 @@
 // tsi serve: the single-page app. Each tab renders one endpoint of the JSON API as inline SVG / HTML.
-import { get, post, job, cancelJob } from "./api.js";
+import { get, post, job } from "./api.js";
+import { $, busy, progressBar, showError } from "./ui.js";
 import { diverging, esc, fmt, heatmap, hideTip, histogram, layerBars, legend, sequential, showTip, showTok } from "./svg.js";
 
-const $ = (id) => document.getElementById(id);
 let INFO = null;
 const lastRun = {}; // tab -> prompt it last rendered
 const PROMPT_TABS = new Set(["predict", "lens", "attention", "dla"]);
-
-function showError(err) {
-  const box = $("error");
-  box.textContent = err.message || String(err);
-  box.hidden = false;
-  clearTimeout(showError.t);
-  showError.t = setTimeout(() => (box.hidden = true), 9000);
-}
-
-async function busy(button, fn) {
-  const label = button.textContent;
-  button.disabled = true;
-  button.textContent = "Running…";
-  $("error").hidden = true;
-  try { return await fn(); } catch (e) { showError(e); } finally { button.disabled = false; button.textContent = label; }
-}
-
-function progressBar(container) {
-  container.innerHTML = `<div class="progress"><div style="width:0%"></div></div><div class="hint"></div>` +
-    `<button class="cancel-job" type="button">Cancel</button>`;
-  const cancel = container.querySelector(".cancel-job");
-  return (f, msg, id) => {
-    if (id && !cancel.dataset.job) {
-      cancel.dataset.job = id;
-      cancel.addEventListener("click", () => { cancel.disabled = true; cancelJob(id).catch(() => {}); });
-    }
-    container.querySelector(".progress > div").style.width = `${Math.round(f * 100)}%`;
-    container.querySelector(".hint").textContent = msg;
-    if (f >= 1) setTimeout(() => (container.innerHTML = ""), 300);
-  };
-}
 
 const prompt = () => $("prompt").value;
 const activeTab = () => document.querySelector("nav button.active").dataset.tab;
