@@ -49,7 +49,6 @@ from ._logit import (
     module_dtype,
     position_columns,
     readout_modules,
-    str_tokens,
 )
 from ._residuals import harvest_residuals, layer_names, model_name_of
 from ._result import LensResult
@@ -318,7 +317,7 @@ class TunedLens:
         return LensResult(
             probs=torch.stack(rows),
             tokens=tokens,
-            str_tokens=str_tokens(model, tokens) if run.tokens is not None else [str(c) for c in cols],
+            str_tokens=model.str_tokens(tokens) if run.tokens is not None else [str(c) for c in cols],
             positions=cols,
             target=target_id,
             layer_names=names,

@@ -25,9 +25,9 @@ from ._common import (
     check_pair,
     chunks,
     last_logits_kwargs,
+    position_labels,
     progress,
     rows_per_batch,
-    str_tokens,
 )
 from ._prefix import base_kv, prefix_run, start_of
 from ._result import PatchResult
@@ -173,8 +173,8 @@ def activation_patching(
         raw=raw,
         sites=names,
         positions=col_pos,
-        str_tokens=str_tokens(model, clean_ids),
-        corrupt_str_tokens=str_tokens(model, corrupt_ids),
+        str_tokens=position_labels(model, clean_ids),
+        corrupt_str_tokens=position_labels(model, corrupt_ids),
         clean_metric=clean_m,
         corrupt_metric=corrupt_m,
         direction=direction,

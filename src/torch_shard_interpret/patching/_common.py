@@ -64,13 +64,12 @@ def check_pair(model: Model, clean: Any, corrupt: Any) -> tuple[torch.Tensor, to
     return c, k
 
 
-def str_tokens(model: Model, ids: torch.Tensor) -> list[str]:
-    tok = model.tokenizer
-    if tok is None or ids.dtype not in (torch.int64, torch.int32):
+def position_labels(model: Model, ids: torch.Tensor) -> list[str]:
+    """The tokens of a ``[1, pos]`` input as text (``Model.str_tokens``); position numbers when the input
+    is not token ids (embeddings) or the model has no tokenizer."""
+    if model.tokenizer is None or ids.dtype not in (torch.int64, torch.int32):
         return [str(i) for i in range(ids.shape[1])]
-    from ..core._result import readable
-
-    return [readable(tok, t) for t in tok.convert_ids_to_tokens(ids[0].tolist())]
+    return model.str_tokens(ids[0])
 
 
 def call_metric(metric: Metric, logits: torch.Tensor, rows: int) -> torch.Tensor:

@@ -17,9 +17,9 @@ from ._common import (
     check_head_sites,
     check_pair,
     chunks,
+    position_labels,
     progress,
     rows_per_batch,
-    str_tokens,
 )
 from ._result import PatchResult
 
@@ -116,8 +116,8 @@ def path_patching(
         raw=raw,
         sites=[s.name for s in send_sites],
         positions=[pos] * n_heads,
-        str_tokens=str_tokens(model, clean_ids),
-        corrupt_str_tokens=str_tokens(model, corrupt_ids),
+        str_tokens=position_labels(model, clean_ids),
+        corrupt_str_tokens=position_labels(model, corrupt_ids),
         clean_metric=clean_m,
         corrupt_metric=corrupt_m,
         direction="noise",
