@@ -61,7 +61,9 @@ def test_an_id_past_the_tokenizers_vocabulary_reads_as_empty(model):
 
 def test_token_id_errors_teach(model):
     assert model.token_id(" mary") == model.to_tokens(" mary")[0, -1]
-    with pytest.raises(tsi.InputError, match=r"'mary john' is 2 tokens, not one; choose a token that is a single"):
+    with pytest.raises(
+        tsi.InputError, match=r"'mary john' is 2 tokens, not one; choose a token that is a single"
+    ):
         model.token_id("mary john")
     with pytest.raises(tsi.InputError, match="the token is empty"):
         model.token_id("")

@@ -26,7 +26,7 @@ from ._common import (
     chunks,
     last_logits_kwargs,
     position_labels,
-    progress,
+    progress_chunks,
     rows_per_batch,
 )
 from ._prefix import base_kv, prefix_run, start_of
@@ -49,7 +49,7 @@ def activation_patching(
     direction: str = "denoise",
     batch_size: int | None = None,
     memory_budget: int | str | None = None,
-    progress_bar: bool | None = None,
+    progress: bool | None = None,
     normalize: bool = True,
     share_prefix: bool | None = None,
     reuse_kv: bool | None = None,
@@ -133,7 +133,7 @@ def activation_patching(
         )
         return values if last else None
 
-    for start, block in progress(batches, len(batches), "activation patching", progress_bar):
+    for start, block in progress_chunks(batches, len(batches), "activation patching", progress):
         values = None
         if kv is not None and blocks is not None and start > 0:
             values = prefix_run(

@@ -152,7 +152,7 @@ def chunks(n: int, size: int) -> list[range]:
     return [range(i, min(i + step, n)) for i in range(0, n, step)]
 
 
-def progress(items: Iterable[Any], total: int, desc: str, show: bool | None) -> Iterator[Any]:
+def progress_chunks(items: Iterable[Any], total: int, desc: str, show: bool | None) -> Iterator[Any]:
     """A tqdm bar over chunks: shown on a terminal by default (``show=None``), never when ``show=False``."""
     if show is False or total <= 1:
         yield from items

@@ -18,7 +18,7 @@ from ._common import (
     check_pair,
     chunks,
     position_labels,
-    progress,
+    progress_chunks,
     rows_per_batch,
 )
 from ._result import PatchResult
@@ -39,7 +39,7 @@ def path_patching(
     freeze_mlps: bool = True,
     batch_size: int | None = None,
     memory_budget: int | str | None = None,
-    progress_bar: bool | None = None,
+    progress: bool | None = None,
     normalize: bool = True,
 ) -> PatchResult:
     """The effect of each sender on ``metric`` through the receivers only (the direct sender -> receiver path).
@@ -93,7 +93,7 @@ def path_patching(
     receiving = {s.name for s in recv_sites}
     raw = torch.empty(len(cells))
     parts = chunks(len(cells), k)
-    for part in progress(parts, len(parts), "path patching", progress_bar):
+    for part in progress_chunks(parts, len(parts), "path patching", progress):
         block = [cells[c] for c in part]
         n = len(block)
         recorded: dict[str, torch.Tensor] = {}

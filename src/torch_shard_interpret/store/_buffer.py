@@ -33,7 +33,7 @@ class ShardBuffer:
         self.n_rows = b
 
 
-def progress_bar(enabled: bool, source: Source, context: int) -> Any:
+def harvest_bar(enabled: bool, source: Source, context: int) -> Any:
     total = None
     shape = source.description.get("shape")
     if source.description.get("kind") == "tokens" and shape:
