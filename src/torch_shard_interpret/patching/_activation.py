@@ -49,7 +49,7 @@ def activation_patching(
     direction: str = "denoise",
     batch_size: int | None = None,
     memory_budget: int | str | None = None,
-    progress: bool | None = None,
+    progress: bool = True,
     normalize: bool = True,
     share_prefix: bool | None = None,
     reuse_kv: bool | None = None,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._progress import track
 from ..core._errors import InputError, TsiError
 from ..core._site import Site
 
@@ -152,19 +153,9 @@ def chunks(n: int, size: int) -> list[range]:
     return [range(i, min(i + step, n)) for i in range(0, n, step)]
 
 
-def progress_chunks(items: Iterable[Any], total: int, desc: str, show: bool | None) -> Iterator[Any]:
-    """A tqdm bar over chunks: shown on a terminal by default (``show=None``), never when ``show=False``."""
-    if show is False or total <= 1:
-        yield from items
-        return
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is an optional dependency
-        yield from items
-        return
-    yield from tqdm(
-        items, total=total, desc=desc, unit="batch", disable=None if show is None else not show, leave=False
-    )
+def progress_chunks(items: Iterable[Any], total: int, desc: str, show: bool) -> Iterator[Any]:
+    """A bar over chunks (``_progress``: tqdm on a terminal, a line now and then elsewhere); none for one chunk."""
+    return track(items, total=total, desc=desc, unit="batch", enabled=show and total > 1)
 
 
 def head_dim(site: Site, ndim: int = 4) -> int | None:

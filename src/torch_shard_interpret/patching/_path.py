@@ -39,7 +39,7 @@ def path_patching(
     freeze_mlps: bool = True,
     batch_size: int | None = None,
     memory_budget: int | str | None = None,
-    progress: bool | None = None,
+    progress: bool = True,
     normalize: bool = True,
 ) -> PatchResult:
     """The effect of each sender on ``metric`` through the receivers only (the direct sender -> receiver path).
