@@ -78,9 +78,7 @@ def main() -> int:
 
     # tsi batched
     t_batched, exact = timed(
-        lambda: tsi.patching.activation_patching(
-            model, CLEAN, CORRUPT, metric, sites=sites, progress_bar=False
-        )
+        lambda: tsi.patching.activation_patching(model, CLEAN, CORRUPT, metric, sites=sites, progress=False)
     )
     rows["tsi batched (`activation_patching`)"] = (
         t_batched,
@@ -89,7 +87,7 @@ def main() -> int:
     )
     t_grown, grown = timed(
         lambda: tsi.patching.activation_patching(
-            model, CLEAN, CORRUPT, metric, sites=sites, progress_bar=False, reuse_kv=False
+            model, CLEAN, CORRUPT, metric, sites=sites, progress=False, reuse_kv=False
         )
     )
     rows["tsi batched, no KV prefix reuse (`reuse_kv=False`)"] = (
@@ -104,7 +102,7 @@ def main() -> int:
             CORRUPT,
             metric,
             sites=sites,
-            progress_bar=False,
+            progress=False,
             share_prefix=False,
             reuse_kv=False,
         )

@@ -32,9 +32,9 @@ def test_every_detector_separates_the_backdoor(lm_trojan, trusted_ids):
     sites = lm_trojan.model.sites("blocks.*.resid_post")
     ext = tsi.anomaly.extract
     feats = {
-        "trusted": ext(lm_trojan.model, trusted_ids, sites, progress_bar=False),
-        "normal": ext(lm_trojan.model, lm_trojan.clean_inputs[:100], sites, progress_bar=False),
-        "anomalous": ext(lm_trojan.model, lm_trojan.triggered_inputs[:100], sites, progress_bar=False),
+        "trusted": ext(lm_trojan.model, trusted_ids, sites, progress=False),
+        "normal": ext(lm_trojan.model, lm_trojan.clean_inputs[:100], sites, progress=False),
+        "anomalous": ext(lm_trojan.model, lm_trojan.triggered_inputs[:100], sites, progress=False),
     }
     rows = {r["detector"]: r for r in compare_detectors(feats)}
     assert set(rows) == set(tsi.anomaly.DETECTORS)

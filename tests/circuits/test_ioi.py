@@ -54,7 +54,7 @@ def test_top_percent_is_faithful_and_holds_patching_heads(ioi):
         sites="blocks.*.attn.z",
         heads=True,
         positions=None,
-        progress_bar=False,
+        progress=False,
     )
     effect = heads.effects.abs().flatten()
     names = [f"a{layer}.h{h}" for layer in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]

@@ -54,7 +54,7 @@ def test_crosscoder_save_load_and_html(tmp_path, crosscoder):
 
 
 def test_identical_models_have_zero_divergence(lm_trojan):
-    d = tsi.diff.compare(lm_trojan.model, lm_trojan.model, lm_trojan.clean_inputs[:16], progress_bar=False)
+    d = tsi.diff.compare(lm_trojan.model, lm_trojan.model, lm_trojan.clean_inputs[:16], progress=False)
     assert set(d.divergence) == {"blocks.0.resid_post", "blocks.1.resid_post"}
     assert all(v == 0 for v in d.divergence.values()) and d.logits_kl == 0
     assert all(v == 0 for v in d.lens_kl.values())
@@ -67,11 +67,11 @@ def test_embedded_model_vs_its_int8_copy():
     model = embedded_model()
     q = tsi.diff.quantized_copy(model, bits=8)
     texts = ["The Eiffel Tower is located in the city of", "When Mary and John went to the store, John gave"]
-    d = tsi.diff.compare(model, q, texts, progress_bar=False)
+    d = tsi.diff.compare(model, q, texts, progress=False)
     assert len(d.divergence) == model.cfg.n_layers == len(d.lens_kl)
     assert all(0 < v < 0.05 for v in d.divergence.values())
     assert 0 < d.logits_kl < 0.05
-    q4 = tsi.diff.compare(model, tsi.diff.quantized_copy(model, bits=4), texts[:1], progress_bar=False)
+    q4 = tsi.diff.compare(model, tsi.diff.quantized_copy(model, bits=4), texts[:1], progress=False)
     assert q4.logits_kl > d.logits_kl  # coarser rounding moves the model further
 
 
@@ -85,4 +85,4 @@ def test_crosscoder_on_a_language_model_keeps_token_contexts(lm_trojan):
 
 def test_models_without_the_site_are_refused(planted, lm_trojan):
     with pytest.raises(DiffError, match="same architecture"):
-        tsi.diff.compare(lm_trojan.model, planted.model_a, lm_trojan.clean_inputs[:2], progress_bar=False)
+        tsi.diff.compare(lm_trojan.model, planted.model_a, lm_trojan.clean_inputs[:2], progress=False)

@@ -36,7 +36,7 @@ def metric(model):
 @pytest.fixture(scope="module")
 def exact(model, metric):
     sites = [f"blocks.{i}.resid_pre" for i in LAYERS]
-    return tsi.patching.activation_patching(model, CLEAN, CORRUPT, metric, sites=sites, progress_bar=False)
+    return tsi.patching.activation_patching(model, CLEAN, CORRUPT, metric, sites=sites, progress=False)
 
 
 def test_prompts_align(model):

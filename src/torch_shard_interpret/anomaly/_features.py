@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .._progress import progress
+from .._progress import progress as bar_of
 from ..core._errors import TsiError
 from ..core._model import Model
 
@@ -68,14 +68,14 @@ def extract(
     sites: Sequence[str],
     reduce: str = "mean",
     batch_size: int = 32,
-    progress_bar: bool = True,
+    progress: bool = True,
     desc: str = "features",
 ) -> dict[str, torch.Tensor]:
     """``{site: [n, d]}`` for ``data`` (texts, token ids ``[n, pos]``, any input tensor, or a store)."""
     if reduce not in REDUCE:
         raise AnomalyError(f"unknown reduce {reduce!r}; choose one of {', '.join(REDUCE)}")
     if hasattr(data, "read") and hasattr(data, "context"):
-        return from_store(data, sites, reduce, progress_bar)
+        return from_store(data, sites, reduce, progress)
     if model is None:
         raise AnomalyError(
             "scoring raw inputs needs the model; pass model= (or bind one with det.bind(model))"
@@ -85,7 +85,7 @@ def extract(
         raise AnomalyError("no inputs were given; pass at least one text, row or image")
     out: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
     tokens = _is_tokens(data)
-    with progress(n, desc=desc, unit="input", enabled=progress_bar) as bar:
+    with bar_of(n, desc=desc, unit="input", enabled=progress) as bar:
         for start in range(0, n, batch_size):
             part = _chunk(data, start, start + batch_size)
             run = model.run(
@@ -97,7 +97,7 @@ def extract(
     return {s: torch.cat(v) for s, v in out.items()}
 
 
-def from_store(store: Any, sites: Sequence[str], reduce: str, progress_bar: bool) -> dict[str, torch.Tensor]:
+def from_store(store: Any, sites: Sequence[str], reduce: str, progress: bool) -> dict[str, torch.Tensor]:
     """Reduce a store's rows sequence by sequence (its rows are ``context`` tokens per sequence), streaming."""
     missing = [s for s in sites if s not in store.sites]
     if missing:
@@ -107,7 +107,7 @@ def from_store(store: Any, sites: Sequence[str], reduce: str, progress_bar: bool
     ctx, n = int(store.context), len(store)
     step = max(ctx, (65536 // ctx) * ctx)
     out: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
-    with progress(n, desc="store features", unit="row", enabled=progress_bar) as bar:
+    with bar_of(n, desc="store features", unit="row", enabled=progress) as bar:
         for start in range(0, n, step):
             stop = min(n, start + step)
             for s in sites:

@@ -27,7 +27,7 @@ from torch import nn
 from .._render import standalone
 from ..core._errors import InputError, TsiError
 from ..core._model import Model, RunResult
-from ..lens._logit import as_token_id, module_device, module_dtype, readout_modules, str_tokens
+from ..lens._logit import as_token_id, module_device, module_dtype, readout_modules
 from ._dla_html import dla_section_html
 
 DLA_SITES = ("embed", "blocks.*.attn.out", "blocks.*.mlp.out", "blocks.*.attn.z", "blocks.*.resid_post")
@@ -184,9 +184,9 @@ def dla_from_run(
         target=target,
         baseline=baseline,
         position=pos,
-        target_str=str_tokens(model, torch.tensor([target]))[0],
-        baseline_str=None if baseline is None else str_tokens(model, torch.tensor([baseline]))[0],
-        str_tokens=str_tokens(model, tokens) if tokens is not None else [],
+        target_str=model.str_tokens(torch.tensor([target]))[0],
+        baseline_str=None if baseline is None else model.str_tokens(torch.tensor([baseline]))[0],
+        str_tokens=model.str_tokens(tokens) if tokens is not None else [],
         scale=float(scale),
     )
 

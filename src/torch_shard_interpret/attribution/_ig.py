@@ -30,7 +30,7 @@ import torch
 from ..core._errors import InputError
 from ..core._interventions import Set
 from ..core._model import Model
-from ..lens._logit import as_token_id, str_tokens
+from ..lens._logit import as_token_id
 
 METHODS = ("gausslegendre", "trapezoid", "riemann_middle")
 DEFAULT_TOL = 0.05
@@ -273,7 +273,7 @@ def integrated_gradients(
             stacklevel=2,
         )
     per_dim = (diff[0].double().cpu() * total).float()  # [pos, d_model]
-    tokens = str_tokens(model, ids[0].cpu())
+    tokens = model.str_tokens(ids[0].cpu())
     return IGResult(
         attributions=per_dim.sum(-1),
         per_dim=per_dim,
@@ -281,9 +281,7 @@ def integrated_gradients(
         f_baseline=f_baseline,
         str_tokens=tokens,
         target=target_id,
-        target_str=model.tokenizer.decode([target_id])
-        if target_id is not None and model.tokenizer is not None
-        else (str(target_id) if target_id is not None else None),
+        target_str=None if target_id is None else model.str_tokens([target_id])[0],
         position=position % n_pos,
         steps=steps,
         method=method,

@@ -313,7 +313,7 @@ def lm_patching_localises(task: Trojan, n: int) -> float:
 
         res = activation_patching(
             task.model, task.triggered_inputs[i : i + 1], task.clean_inputs[i : i + 1], metric,
-            sites="blocks.0.resid_pre", positions="each", progress_bar=False,
+            sites="blocks.0.resid_pre", positions="each", progress=False,
         )  # fmt: skip
         hits += (
             int(res.effects[0].argmax()) == int(task.trigger_positions[i])

@@ -230,13 +230,11 @@ def attribution_graph(
     for start in range(0, len(targets), batch_size):
         rows = targets[start : start + batch_size]
         adjacency[rows] = _rows(rep, rows, features, activations, logit_g, N, F, K, P)
-    tok = getattr(model, "tokenizer", None)
-    decode = (lambda i: tok.decode([i])) if tok is not None and hasattr(tok, "decode") else str
     info = {"forwards": 1, "target_batches": -(-len(targets) // batch_size)}
     return AttributionGraph(
         adjacency, features, activations, L, ids[0].tolist(), logit_tokens, logit_probs,
-        prompt if isinstance(prompt, str) else "", [decode(int(i)) for i in ids[0]],
-        [decode(int(i)) for i in logit_tokens], info,
+        prompt if isinstance(prompt, str) else "", model.str_tokens(ids[0]),
+        model.str_tokens(logit_tokens), info,
     )  # fmt: skip
 
 

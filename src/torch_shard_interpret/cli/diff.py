@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     a, b = load_variant(args.model_a), load_variant(args.model_b)
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
     bar = sys.stderr.isatty()
-    d = compare(a, b, texts, sites=sites, progress_bar=bar)
+    d = compare(a, b, texts, sites=sites, progress=bar)
     print(f"{'site':28s} {'divergence':>12s} {'lens KL':>10s}")
     for s, v in d.divergence.items():
         print(f"{s:28s} {v:12.4g} {d.lens_kl.get(s, float('nan')):10.4g}")

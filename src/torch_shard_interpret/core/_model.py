@@ -33,9 +33,9 @@ from ._inputs import is_hf, output_logits, prepare
 from ._interventions import HookContext, Intervention, as_intervention
 from ._lean import LeanPlan, lean_call
 from ._result import RunResult as RunResult
-from ._result import readable
 from ._site import Site, is_glob, match_glob, parse_raw
 from ._splice import Splice
+from ._tokens import str_tokens, token_id
 
 SiteSpec = str | Sequence[str] | None
 InterventionFn = Callable[[torch.Tensor, HookContext], "torch.Tensor | None"]
@@ -447,19 +447,16 @@ class Model:
         return prepared.tokens  # type: ignore[return-value]
 
     def to_str_tokens(self, text: str, prepend_bos: bool | None = None) -> list[str]:
-        ids = self.to_tokens(text, prepend_bos)[0]
-        return [readable(self.tokenizer, t) for t in self.tokenizer.convert_ids_to_tokens(ids.tolist())]
+        """The tokens of ``text`` as readable strings, as ``run`` would see them."""
+        return self.str_tokens(self.to_tokens(text, prepend_bos)[0])
+
+    def str_tokens(self, ids: torch.Tensor | Sequence[int]) -> list[str]:
+        """Readable strings of token ids (``[pos]`` or ``[1, pos]``); the ids as text without a tokenizer."""
+        return str_tokens(self.tokenizer, ids)
 
     def token_id(self, token: str) -> int:
         """The id of ``token`` (e.g. ``" Paris"``), which must be exactly one token."""
-        if self.tokenizer is None:
-            raise InputError("token_id needs a tokenizer")
-        ids = self.tokenizer(token, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise InputError(
-                f"{token!r} is {len(ids)} tokens, not one; choose a single-token target such as ' Paris'"
-            )
-        return int(ids[0])
+        return token_id(self.tokenizer, token)
 
     def block_modules(self, i: int) -> dict[str, nn.Module | None]:
         """The modules of block ``i`` by role (block, attn, o_proj, mlp, mlp_down, ln1, ln2, attn_out, mlp_out)."""

@@ -10,6 +10,7 @@ import torch
 
 from ._cache import ActivationCache
 from ._errors import InputError
+from ._tokens import str_tokens
 
 
 @dataclass(slots=True)  # slots: a run builds one per call, and small calls feel it
@@ -34,13 +35,5 @@ class RunResult:
         """Tokens as strings: a list for one prompt, a list of lists for a batch."""
         if self.tokens is None or self.tokenizer is None:
             raise InputError("str_tokens needs text or token ids and a tokenizer")
-        rows = [self.tokenizer.convert_ids_to_tokens(row) for row in self.tokens.tolist()]
-        rows = [[readable(self.tokenizer, t) for t in row] for row in rows]
+        rows = [str_tokens(self.tokenizer, row) for row in self.tokens]
         return rows[0] if len(rows) == 1 else rows
-
-
-def readable(tokenizer: Any, tok: str) -> str:
-    try:
-        return tokenizer.convert_tokens_to_string([tok])
-    except Exception:  # noqa: BLE001 - some tokenizers cannot decode single pieces
-        return tok

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .._progress import progress
+from .._progress import progress as bar_of
 from .._render import esc, fmt, hbar_rows, standalone
 from ..core._model import Model
 from ._pairs import common_sites, paired_batches, rows
@@ -65,7 +65,7 @@ def compare(
     *,
     lens: bool = True,
     batch_size: int = 8,
-    progress_bar: bool = True,
+    progress: bool = True,
 ) -> DiffResult:
     """Compare two models on ``texts`` (or any inputs both accept). ``lens``: also the logit lens per layer
     (``blocks.*.resid_post`` sites only, on models whose adapter names ``final_norm`` and ``logits``)."""
@@ -76,7 +76,7 @@ def compare(
     sq, ref, cos, kls = ({n: 0.0 for n in names} for _ in range(4))
     n_rows, final_kl = 0, 0.0
     n = 1 if isinstance(texts, str) else len(texts)
-    with progress(n, desc="diff", unit="input", enabled=progress_bar) as bar:
+    with bar_of(n, desc="diff", unit="input", enabled=progress) as bar:
         for ra, rb, mask in paired_batches(model_a, model_b, texts, names, batch_size, stop_early=False):
             for s in names:
                 a, b = rows(ra.cache[s], mask), rows(rb.cache[s], mask)

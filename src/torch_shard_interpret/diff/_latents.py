@@ -197,7 +197,6 @@ def top_examples(
     model: Model, res: CrosscoderResult, z: torch.Tensor, ctx: Sequence, n: int = 5, width: int = 8
 ):
     out: dict[int, list[tuple[list[str], list[float]]]] = {}
-    from ..lens._logit import str_tokens
 
     for j in res.latents("b_only") + res.latents("a_only"):
         top = z[:, j].topk(min(n, len(z))).indices.tolist()
@@ -207,11 +206,7 @@ def top_examples(
                 continue
             _, pos, ids = ctx[r]
             lo = max(0, pos - width)
-            toks = (
-                str_tokens(model, torch.tensor(ids[lo : pos + 1]))
-                if model.tokenizer is not None
-                else [str(t) for t in ids[lo : pos + 1]]
-            )
+            toks = model.str_tokens(list(ids[lo : pos + 1]))
             acts = [0.0] * (pos - lo) + [float(z[r, j])]
             out[j].append((list(toks), acts))
     return out

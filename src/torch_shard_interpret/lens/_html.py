@@ -12,6 +12,7 @@ import torch
 
 from .. import _render as svg
 from .._render import esc, quoted, show_token
+from ..core._tokens import str_tokens
 
 if TYPE_CHECKING:
     from ._result import LensResult
@@ -109,4 +110,4 @@ def _layer_name(lens: LensResult, i: int, short: bool = False) -> str:
 
 
 def _decode(lens: LensResult, token_id: int) -> str:
-    return lens.tokenizer.decode([token_id]) if lens.tokenizer is not None else str(token_id)
+    return str_tokens(lens.tokenizer, [token_id])[0]

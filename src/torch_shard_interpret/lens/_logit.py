@@ -16,6 +16,7 @@ from torch import nn
 from ..core._errors import InputError, TsiError
 from ..core._model import Model, RunResult
 from ..core._site import natural_key
+from ..core._tokens import token_id
 from ._result import LensResult
 
 
@@ -63,28 +64,12 @@ def as_token_id(model: Model, token: int | str | None, what: str = "target") -> 
             f"{what} must be a token string such as ' Paris' or a token id, not {type(token).__name__}"
         )
     if isinstance(token, str):
-        if not token:
-            raise InputError(f"the {what} token is empty; give one token such as ' Paris'")
-        if model.tokenizer is None:
-            raise InputError(f"a {what} given as text needs a tokenizer; pass its token id instead")
-        ids = model.tokenizer(token, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise InputError(
-                f"the {what} {token!r} is {len(ids)} tokens, not one; choose a single-token {what} such as ' Paris'"
-            )
-        return int(ids[0])
+        return token_id(model.tokenizer, token, what)
     tid = int(token)
     n_vocab = model.cfg.d_vocab
     if tid < 0 or (n_vocab is not None and tid >= n_vocab):
         raise InputError(f"{what} id {tid} is outside the vocabulary (0 .. {(n_vocab or 1) - 1})")
     return tid
-
-
-def str_tokens(model: Model, ids: torch.Tensor) -> list[str]:
-    """Readable strings of a 1-d tensor of token ids (the ids themselves without a tokenizer)."""
-    if model.tokenizer is None:
-        return [str(t) for t in ids.tolist()]
-    return [model.tokenizer.decode([t]) for t in ids.tolist()]
 
 
 def logit_lens(
@@ -130,7 +115,7 @@ def lens_from_run(
     return LensResult(
         probs=probs,
         tokens=tokens,
-        str_tokens=str_tokens(model, tokens) if run.tokens is not None else [str(c) for c in cols],
+        str_tokens=model.str_tokens(tokens) if run.tokens is not None else [str(c) for c in cols],
         positions=cols,
         target=target,
         layer_names=names,

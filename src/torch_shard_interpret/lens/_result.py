@@ -9,6 +9,8 @@ import torch
 
 from .._render import standalone
 from ..core._errors import InputError
+from ..core._tokens import str_tokens
+from ..core._tokens import token_id as token_id_of
 from ._html import lens_section_html
 
 
@@ -46,12 +48,7 @@ class LensResult:
                 )
             return self.target
         if isinstance(token_id, str):
-            if self.tokenizer is None:
-                raise InputError("a token string needs a tokenizer; pass the token id instead")
-            ids = self.tokenizer(token_id, add_special_tokens=False)["input_ids"]
-            if len(ids) != 1:
-                raise InputError(f"{token_id!r} is {len(ids)} tokens, not one; choose a single-token target")
-            return int(ids[0])
+            return token_id_of(self.tokenizer, token_id)
         return int(token_id)
 
     def prob(self, token_id: int | str | None = None) -> torch.Tensor:
@@ -71,17 +68,15 @@ class LensResult:
         """``[layer][pos]`` -> the ``k`` most likely (token, probability) pairs, best first.
         Tokens are strings when the model has a tokenizer, ids otherwise."""
         values, ids = self.top_ids(k)
-        decode = _decoder(self.tokenizer)
-        return [
-            [
-                [
-                    (decode(t), float(v))
-                    for t, v in zip(ids[layer, p].tolist(), values[layer, p].tolist(), strict=True)
-                ]
-                for p in range(values.shape[1])
-            ]
-            for layer in range(values.shape[0])
-        ]
+        out: list[list[list[tuple[str | int, float]]]] = []
+        for layer in range(values.shape[0]):
+            row: list[list[tuple[str | int, float]]] = []
+            for p in range(values.shape[1]):
+                top = ids[layer, p]
+                names = top.tolist() if self.tokenizer is None else str_tokens(self.tokenizer, top)
+                row.append(list(zip(names, values[layer, p].tolist(), strict=True)))
+            out.append(row)
+        return out
 
     def to_html(self, token_id: int | str | None = None, mode: str = "prob") -> str:
         """A self-contained HTML heatmap (layers x positions): cells coloured by the probability (``mode="prob"``)
@@ -91,13 +86,3 @@ class LensResult:
 
     def _repr_html_(self) -> str:
         return self.to_html()
-
-
-def _decoder(tokenizer: Any):
-    if tokenizer is None:
-        return lambda t: t
-
-    def decode(t: int) -> str:
-        return tokenizer.decode([t])
-
-    return decode

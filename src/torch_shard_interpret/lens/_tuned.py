@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._io import atomic_write
+from .._progress import progress as bar_of
 from ..core._errors import InputError, TsiError
 from ..core._model import Model
 from ..core._site import natural_key
@@ -49,7 +50,6 @@ from ._logit import (
     module_dtype,
     position_columns,
     readout_modules,
-    str_tokens,
 )
 from ._residuals import harvest_residuals, layer_names, model_name_of
 from ._result import LensResult
@@ -175,7 +175,7 @@ class TunedLens:
                 None caches all.
             checkpoint_dir: write ``tuned_lens.safetensors`` + ``tuned_lens.json`` there (atomically) every
                 ``checkpoint_every`` steps and at the end.
-            progress: show a progress bar (tqdm) with the current loss.
+            progress: show progress with the current loss (a bar on a terminal, a line now and then in logs).
             seed: seeds the sampling of positions.
             train_dtype: dtype of the unembedding matmul while training; ``"auto"``: bfloat16 on a CPU with AVX-512,
                 the model's dtype elsewhere; None: always the model's own module.
@@ -318,7 +318,7 @@ class TunedLens:
         return LensResult(
             probs=torch.stack(rows),
             tokens=tokens,
-            str_tokens=str_tokens(model, tokens) if run.tokens is not None else [str(c) for c in cols],
+            str_tokens=model.str_tokens(tokens) if run.tokens is not None else [str(c) for c in cols],
             positions=cols,
             target=target_id,
             layer_names=names,
@@ -440,13 +440,7 @@ def logit_lens_kl(
 
 
 def _bar(total: int, enabled: bool) -> Any:
-    if not enabled or total == 0:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is part of the hf extra; train silently without it
-        return None
-    return tqdm(total=total, desc="tuned lens", unit="step", leave=False)
+    return bar_of(total, desc="tuned lens", unit="step", enabled=enabled and total > 0)
 
 
 __all__ = ["TunedLens", "harvest_residuals", "logit_lens_kl"]

@@ -25,9 +25,9 @@ from ._common import (
     check_pair,
     chunks,
     last_logits_kwargs,
-    progress,
+    position_labels,
+    progress_chunks,
     rows_per_batch,
-    str_tokens,
 )
 from ._prefix import base_kv, prefix_run, start_of
 from ._result import PatchResult
@@ -49,7 +49,7 @@ def activation_patching(
     direction: str = "denoise",
     batch_size: int | None = None,
     memory_budget: int | str | None = None,
-    progress_bar: bool | None = None,
+    progress: bool = True,
     normalize: bool = True,
     share_prefix: bool | None = None,
     reuse_kv: bool | None = None,
@@ -133,7 +133,7 @@ def activation_patching(
         )
         return values if last else None
 
-    for start, block in progress(batches, len(batches), "activation patching", progress_bar):
+    for start, block in progress_chunks(batches, len(batches), "activation patching", progress):
         values = None
         if kv is not None and blocks is not None and start > 0:
             values = prefix_run(
@@ -173,8 +173,8 @@ def activation_patching(
         raw=raw,
         sites=names,
         positions=col_pos,
-        str_tokens=str_tokens(model, clean_ids),
-        corrupt_str_tokens=str_tokens(model, corrupt_ids),
+        str_tokens=position_labels(model, clean_ids),
+        corrupt_str_tokens=position_labels(model, corrupt_ids),
         clean_metric=clean_m,
         corrupt_metric=corrupt_m,
         direction=direction,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ._activation import _check_layout, _columns, _prepare, _scale
-from ._common import Metric, call_metric, call_metric_grad, last_logits_kwargs, str_tokens
+from ._common import Metric, call_metric, call_metric_grad, last_logits_kwargs, position_labels
 from ._result import PatchResult
 
 if TYPE_CHECKING:
@@ -80,8 +80,8 @@ def attribution_patching(
         raw=raw,
         sites=names,
         positions=col_pos,
-        str_tokens=str_tokens(model, clean_ids),
-        corrupt_str_tokens=str_tokens(model, corrupt_ids),
+        str_tokens=position_labels(model, clean_ids),
+        corrupt_str_tokens=position_labels(model, corrupt_ids),
         clean_metric=clean_m,
         corrupt_metric=corrupt_m,
         direction=direction,

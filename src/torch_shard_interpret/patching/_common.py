@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._progress import track
 from ..core._errors import InputError, TsiError
 from ..core._site import Site
 
@@ -64,13 +65,12 @@ def check_pair(model: Model, clean: Any, corrupt: Any) -> tuple[torch.Tensor, to
     return c, k
 
 
-def str_tokens(model: Model, ids: torch.Tensor) -> list[str]:
-    tok = model.tokenizer
-    if tok is None or ids.dtype not in (torch.int64, torch.int32):
+def position_labels(model: Model, ids: torch.Tensor) -> list[str]:
+    """The tokens of a ``[1, pos]`` input as text (``Model.str_tokens``); position numbers when the input
+    is not token ids (embeddings) or the model has no tokenizer."""
+    if model.tokenizer is None or ids.dtype not in (torch.int64, torch.int32):
         return [str(i) for i in range(ids.shape[1])]
-    from ..core._result import readable
-
-    return [readable(tok, t) for t in tok.convert_ids_to_tokens(ids[0].tolist())]
+    return model.str_tokens(ids[0])
 
 
 def call_metric(metric: Metric, logits: torch.Tensor, rows: int) -> torch.Tensor:
@@ -153,19 +153,9 @@ def chunks(n: int, size: int) -> list[range]:
     return [range(i, min(i + step, n)) for i in range(0, n, step)]
 
 
-def progress(items: Iterable[Any], total: int, desc: str, show: bool | None) -> Iterator[Any]:
-    """A tqdm bar over chunks: shown on a terminal by default (``show=None``), never when ``show=False``."""
-    if show is False or total <= 1:
-        yield from items
-        return
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is an optional dependency
-        yield from items
-        return
-    yield from tqdm(
-        items, total=total, desc=desc, unit="batch", disable=None if show is None else not show, leave=False
-    )
+def progress_chunks(items: Iterable[Any], total: int, desc: str, show: bool) -> Iterator[Any]:
+    """A bar over chunks (``_progress``: tqdm on a terminal, a line now and then elsewhere); none for one chunk."""
+    return track(items, total=total, desc=desc, unit="batch", enabled=show and total > 1)
 
 
 def head_dim(site: Site, ndim: int = 4) -> int | None:

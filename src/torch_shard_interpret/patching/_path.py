@@ -17,9 +17,9 @@ from ._common import (
     check_head_sites,
     check_pair,
     chunks,
-    progress,
+    position_labels,
+    progress_chunks,
     rows_per_batch,
-    str_tokens,
 )
 from ._result import PatchResult
 
@@ -39,7 +39,7 @@ def path_patching(
     freeze_mlps: bool = True,
     batch_size: int | None = None,
     memory_budget: int | str | None = None,
-    progress_bar: bool | None = None,
+    progress: bool = True,
     normalize: bool = True,
 ) -> PatchResult:
     """The effect of each sender on ``metric`` through the receivers only (the direct sender -> receiver path).
@@ -93,7 +93,7 @@ def path_patching(
     receiving = {s.name for s in recv_sites}
     raw = torch.empty(len(cells))
     parts = chunks(len(cells), k)
-    for part in progress(parts, len(parts), "path patching", progress_bar):
+    for part in progress_chunks(parts, len(parts), "path patching", progress):
         block = [cells[c] for c in part]
         n = len(block)
         recorded: dict[str, torch.Tensor] = {}
@@ -116,8 +116,8 @@ def path_patching(
         raw=raw,
         sites=[s.name for s in send_sites],
         positions=[pos] * n_heads,
-        str_tokens=str_tokens(model, clean_ids),
-        corrupt_str_tokens=str_tokens(model, corrupt_ids),
+        str_tokens=position_labels(model, clean_ids),
+        corrupt_str_tokens=position_labels(model, corrupt_ids),
         clean_metric=clean_m,
         corrupt_metric=corrupt_m,
         direction="noise",

@@ -27,7 +27,7 @@ from ..attribution._dla import DLA_SITES, DLAResult, dla_from_run
 from ..attribution._saliency import saliency_scores
 from ..core._errors import InputError, TsiError
 from ..core._model import Model
-from ..lens._logit import as_token_id, lens_from_run, readout_modules, str_tokens
+from ..lens._logit import as_token_id, lens_from_run, readout_modules
 from ..lens._result import LensResult
 
 MAX_LENS_POSITIONS = 64
@@ -139,7 +139,7 @@ def build_report(
     last = run.logits[0, -1].float()
     probs = last.softmax(-1)
     values, top_ids = probs.topk(min(10, probs.shape[-1]))
-    names = str_tokens(model, top_ids.cpu())
+    names = model.str_tokens(top_ids.cpu())
     top = [
         (n, int(i), float(p), float(last[i]))
         for n, i, p in zip(names, top_ids.tolist(), values.tolist(), strict=True)
@@ -177,10 +177,10 @@ def build_report(
         model_name=model_name or type(model.module).__name__,
         cfg=model.cfg,
         tokens=ids[0].tolist(),
-        str_tokens=str_tokens(model, ids[0]),
+        str_tokens=model.str_tokens(ids[0]),
         top=top,
         target=target_id,
-        target_str=str_tokens(model, torch.tensor([target_id]))[0],
+        target_str=model.str_tokens(torch.tensor([target_id]))[0],
         target_source=source,
         lens=lens,
         dla=dla,

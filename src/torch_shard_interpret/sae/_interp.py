@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .._render import esc, standalone
+from ..core._tokens import str_tokens
 from ._config import SAEError
 
 MAX_NONZERO = 5_000_000  # activation values kept for histograms
@@ -55,7 +56,7 @@ class LatentStats:
     def token_str(self, token_id: int) -> str:
         if self.tokenizer is None:
             return f"<{token_id}>"
-        return self.tokenizer.decode([int(token_id)])
+        return str_tokens(self.tokenizer, [int(token_id)])[0]
 
     def contexts(self, latent: int, before: int = 12, after: int = 4) -> list[dict[str, Any]]:
         """The top activating contexts of ``latent``: ``{"value", "tokens", "highlight"}`` each."""

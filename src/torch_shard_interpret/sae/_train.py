@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .._progress import progress as bar_of
 from . import _checkpoint
 from ._config import FEW_STEPS, MIN_TENSOR_STEPS, SAEConfig, SAEError, SAEWarning, TrainConfig
 from ._sae import SAE
@@ -356,11 +357,5 @@ def _fmt(m: dict[str, float]) -> dict[str, str]:
     }
 
 
-def _bar(on: bool, total: int, start: int):
-    if not on:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=start, desc="train SAE", unit="step", leave=False)
+def _bar(on: bool, total: int, start: int) -> Any:
+    return bar_of(total, desc="train SAE", unit="step", enabled=on, initial=start)

@@ -385,7 +385,7 @@ def patch(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> 
     for c, chunk in enumerate(chunks):
         progress(c / n_chunks, f"patching sites {c + 1} of {n_chunks} groups")
         res = tsi.patching.activation_patching(
-            m, clean, corrupt, metric, sites=chunk, positions="each", progress_bar=False
+            m, clean, corrupt, metric, sites=chunk, positions="each", progress=False
         )
         for name, row in zip(res.sites, res.effects.tolist(), strict=True):
             rows[name] = row

@@ -128,7 +128,7 @@ def compute_stats(
         row = run.tokens[0]
         ids.append(row)
         docs.append(torch.full((row.shape[0],), i))
-        strs.extend(_decode(model, row.tolist()))
+        strs.extend(model.str_tokens(row.tolist()))
     A = torch.cat(acts)  # [n_tokens, d_sae]
     progress(0.92, "logit effects")
     effects = None
@@ -152,11 +152,6 @@ def compute_stats(
         logit_effects=effects,
         corpus=corpus,
     )
-
-
-def _decode(model: Any, ids: list[int]) -> list[str]:
-    tok = model.tokenizer
-    return [tok.decode([t]) for t in ids] if tok is not None else [str(t) for t in ids]
 
 
 def latent_view(model: Any, sae: ServedSAE, latent: int, k: int = 12, window: int = 8) -> dict[str, Any]:
@@ -199,7 +194,7 @@ def latent_view(model: Any, sae: ServedSAE, latent: int, k: int = 12, window: in
             effects[key] = [
                 {"token": t, "id": i, "value": round(v, 4)}
                 for t, i, v in zip(
-                    _decode(model, vals.indices.tolist()),
+                    model.str_tokens(vals.indices.tolist()),
                     vals.indices.tolist(),
                     vals.values.tolist(),
                     strict=True,
@@ -223,14 +218,7 @@ def search_latents(model: Any, sae: ServedSAE, token: str, k: int = 10) -> dict[
     """Latents that fire most on ``token`` in the corpus, and latents whose decoder promotes it most."""
     st = sae.stats
     assert st is not None
-    if model.tokenizer is None:
-        raise RequestError("searching by token needs a model with a tokenizer")
-    ids = model.tokenizer(token, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        raise RequestError(
-            f"{token!r} is {len(ids)} tokens, not one; search for a single token such as ' Paris'"
-        )
-    tid = int(ids[0])
+    tid = model.token_id(token)  # InputError (400) for text that is not one token
     mask = st.token_ids == tid
     firing: list[dict[str, Any]] = []
     if bool(mask.any()):

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .._progress import track
 from ..core._errors import InputError
 
 Position = int | str
@@ -91,10 +92,4 @@ def collect(
 
 
 def _bar(items: Any, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return items
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm comes with the hf extra; without it, no bar
-        return items
-    return tqdm(items, desc=desc, leave=False)
+    return track(items, desc=desc, unit="batch", enabled=enabled)

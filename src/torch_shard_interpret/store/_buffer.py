@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from .._progress import progress
 from ._data import Source
 
 
@@ -33,26 +34,9 @@ class ShardBuffer:
         self.n_rows = b
 
 
-def progress_bar(enabled: bool, source: Source, context: int) -> Any:
+def harvest_bar(enabled: bool, source: Source, context: int) -> Any:
     total = None
     shape = source.description.get("shape")
     if source.description.get("kind") == "tokens" and shape:
         total = shape[0] * context
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is in the hf extra; without it, no bar
-        return _NoBar()
-    return tqdm(
-        total=total, unit="tok", unit_scale=True, desc="harvest", disable=not enabled, dynamic_ncols=True
-    )
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def set_postfix_str(self, s: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+    return progress(total, desc="harvest", unit="tok", enabled=enabled)

@@ -25,7 +25,7 @@ import torch
 from .. import _io
 from ..core import InputError
 from . import _resume
-from ._buffer import ShardBuffer, progress_bar
+from ._buffer import ShardBuffer, harvest_bar
 from ._data import Source, make_source
 from ._dist import Group, init_group
 from ._errors import StoreError
@@ -253,7 +253,7 @@ class _Harvest:
         recorded (manifest or progress file) only when the writer gives them back durable, in shard order.
         """
         g = self.group
-        bar = progress_bar(progress and g.rank == 0, self.source, self.context)
+        bar = harvest_bar(progress and g.rank == 0, self.source, self.context)
         self.bar, self.bytes_written, self.t0 = bar, 0, time.perf_counter()
         writer: BackgroundWriter | InlineWriter = (
             BackgroundWriter(self._write) if self.background_writes else InlineWriter(self._write)
