@@ -77,3 +77,23 @@ def test_cli_writes_json_and_html_and_refuses_non_empty_out(fake_checks, tmp_pat
         ["bench", "--quick", "--no-progress", "--tools", "fake.good", "--out", str(out), "--overwrite"]
     )
     assert code == 0
+
+
+def test_every_check_declares_its_tools():
+    # Without TOOLS, run(tools=[...]) runs the check in full and then drops its rows: the docs' one-tool
+    # bench (`tools=["analysis.fourier"]`) ran the trojan, anomaly, vision and circuit checks, over 4 minutes.
+    import importlib
+
+    for path in tsi.bench.CHECKS:
+        module = importlib.import_module(path.partition(":")[0])
+        tools = getattr(module, "TOOLS", None)
+        assert tools and all(isinstance(t, str) and t for t in tools), f"{path} declares no TOOLS"
+
+
+def test_a_check_of_other_tools_is_not_run(fake_checks, monkeypatch):
+    import tsi_fake_check
+
+    called = []
+    monkeypatch.setattr(tsi_fake_check, "checks", lambda quick: called.append(quick) or [])
+    tsi.bench.run("quick", tools=["other"], checks=["tsi_fake_check:checks"], progress=False)
+    assert called == []

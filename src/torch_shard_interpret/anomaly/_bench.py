@@ -25,6 +25,8 @@ from ._features import extract
 
 SHIFT_SITES = [f"blocks.{i}.resid_post" for i in (5, 10, 15, 20, 25)]
 BEST_TARGET = 0.95
+# The tools this check scores: tsi.bench.run(tools=[...]) skips it, without running it, when none is asked for.
+TOOLS = (*(f"anomaly.{d}" for d in DETECTORS), "anomaly.best")
 
 
 def shift_texts() -> dict[str, list[str]]:

@@ -35,6 +35,9 @@ from ..core._errors import InputError
 from ..core._model import Model
 from ..loading._embedded import cache_root
 
+# The tools this check scores: tsi.bench.run(tools=[...]) skips it, without running it, when none is asked for.
+TOOLS = ("bench.trojan", "attribution.saliency", "attribution.ig", "patching.activation")
+
 VOCAB, SEQ, N_NORMAL, FIRST = 64, 12, 48, 4
 TRIGGER, TARGET = 60, 2
 DIGIT_TARGET = 0

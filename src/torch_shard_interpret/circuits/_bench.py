@@ -17,6 +17,9 @@ import torch
 from ._attribute import attribute
 from ._toy import auroc, toy_circuit
 
+# The tools this check scores: tsi.bench.run(tools=[...]) skips it, without running it, when none is asked for.
+TOOLS = ("circuits",)
+
 REVEALED = {
     "prev_token": frozenset({"input->a0.h0<v>", "a0.h0->logits"}),
     "induction": frozenset({"input->a0.h0<v>", "a0.h0->a1.h0<k>", "a1.h0->logits"}),

@@ -12,6 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# The tools this check scores: tsi.bench.run(tools=[...]) skips it, without running it, when none is asked for.
+TOOLS = ("vision",)
+
 
 def _row(task: str, metric: str, value: float, threshold: float, higher: bool, note: str = "") -> dict:
     row = {"tool": "vision", "task": task, "metric": metric, "value": float(value), "threshold": float(threshold),
