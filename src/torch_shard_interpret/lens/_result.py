@@ -9,6 +9,7 @@ import torch
 
 from .._render import standalone
 from ..core._errors import InputError
+from ..core._result import jsonable
 from ._html import lens_section_html
 
 
@@ -82,6 +83,39 @@ class LensResult:
             ]
             for layer in range(values.shape[0])
         ]
+
+    def to_dict(self, top_k: int = 5) -> dict[str, Any]:
+        """JSON-safe: the rows (``layers``), the input ``tokens`` (``{"id", "text"}``), each cell's ``top_k``
+        tokens (``top[layer][pos]``: ``{"token", "id", "prob"}``) and the heatmap ``value[layer][pos]``:
+        the target's probability (with its ``rank``) when there is a target, else the top token's. The
+        full ``[n_layers, pos, d_vocab]`` distribution stays out (use ``probs``)."""
+        vals, ids = self.top_ids(top_k)  # [n_layers, pos, k]
+        decode = _decoder(self.tokenizer)
+        top = [
+            [
+                [{"token": decode(i), "id": i, "prob": p} for p, i in zip(vs, js, strict=True)]
+                for vs, js in zip(v_layer, i_layer, strict=True)
+            ]
+            for v_layer, i_layer in zip(vals.tolist(), ids.tolist(), strict=True)
+        ]
+        out: dict[str, Any] = {
+            "layers": list(self.layer_names),
+            "positions": list(self.positions),
+            "tokens": [
+                {"id": i, "text": t} for i, t in zip(self.tokens.tolist(), self.str_tokens, strict=True)
+            ],
+            "top": top,
+            "value": vals[..., 0],
+            "value_label": "probability of the lens's top token",
+            "target": None,
+        }
+        if self.target is not None:
+            token = decode(self.target)
+            out["target"] = {"token": token, "id": self.target}
+            out["value"] = self.prob()
+            out["rank"] = self.rank()
+            out["value_label"] = f"probability of {token!r}"
+        return jsonable(out)
 
     def to_html(self, token_id: int | str | None = None, mode: str = "prob") -> str:
         """A self-contained HTML heatmap (layers x positions): cells coloured by the probability (``mode="prob"``)
