@@ -63,7 +63,9 @@ def main() -> None:
     steps = args.steps
 
     def tsi_vis():
-        tv.visualize(resnet, tv.channel("layer3:output", 12), steps=steps, shape=(1, 3, 128, 128), progress=False)
+        tv.visualize(
+            resnet, tv.channel("layer3:output", 12), steps=steps, shape=(1, 3, 128, 128), progress=False
+        )
 
     def lucent_vis():
         render.render_vis(

@@ -245,3 +245,18 @@ def test_circuit_tracer_transcoder_files_are_transposed(exact, tmp_path):
         tsi.circuits.load_transcoder(tmp_path / "square.safetensors")
     with pytest.raises(tsi.circuits.CircuitError, match="every layer"):
         tsi.circuits.attribution_graph(tsi.wrap(m), ids, {0: tcs[0]})
+
+
+def test_to_dict_is_the_saved_json_with_scores_and_to_html_escapes(exact, tmp_path):
+    from dataclasses import replace
+
+    _, _, _, ag = exact
+    data = ag.to_dict()
+    assert json.loads(json.dumps(data, allow_nan=False)) == data
+    saved = json.loads(ag.save(tmp_path / "tsi-graph.json").read_text())
+    assert {k: v for k, v in data.items() if k != "scores"} == saved
+    assert tuple(data["scores"].values()) == pytest.approx(ag.scores())
+    evil = replace(ag, prompt="<script>x</script>", logit_strings=["<b>"] * len(ag.logit_tokens))
+    html = evil.to_html()
+    assert "<script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html and "&lt;b&gt;" in html
+    assert f"{ag.n_features}</td>" in html

@@ -19,6 +19,7 @@ from ._svg import fmt as fmt
 from ._svg import grouped_bars as grouped_bars
 from ._svg import hbar_rows as hbar_rows
 from ._svg import heatmap as heatmap
+from ._svg import key_values as key_values
 from ._svg import nice_ticks as nice_ticks
 from ._svg import quoted as quoted
 from ._svg import sequential as sequential

@@ -328,6 +328,12 @@ def hbar_rows(
     return "".join(out)
 
 
+def key_values(rows: Sequence[tuple[str, str]]) -> str:
+    """A two-column HTML table of ``(name, value text)`` rows, both escaped."""
+    body = "".join(f'<tr><td>{esc(k)}</td><td class="num">{esc(v)}</td></tr>' for k, v in rows)
+    return f'<table class="t">{body}</table>'
+
+
 def signed_rows(rows: Sequence[tuple[str, float, str]], vmax: float, width: int = 150) -> str:
     """HTML table rows ``(label, value, value text)`` with a bar coloured by the value's sign."""
     out = []

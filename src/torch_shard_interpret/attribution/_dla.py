@@ -27,6 +27,7 @@ from torch import nn
 from .._render import standalone
 from ..core._errors import InputError, TsiError
 from ..core._model import Model, RunResult
+from ..core._result import jsonable
 from ..lens._logit import as_token_id, module_device, module_dtype, readout_modules
 from ._dla_html import dla_section_html
 
@@ -83,6 +84,27 @@ class DLAResult:
         """``logit(' Paris')`` or ``logit(' Mary') - logit(' John')``."""
         t = f"logit({self.target_str!r})"
         return t if self.baseline is None else f"{t} - logit({self.baseline_str!r})"
+
+    def to_dict(self, top: int = 8) -> dict[str, Any]:
+        """JSON-safe: every field (``target`` and ``baseline`` as ``{"token", "id"}``), the ``label``, the
+        ``per_layer`` sums (``attn``, ``mlp`` lists and the ``embed`` number) and the ``top`` largest
+        components as ``[name, contribution]`` pairs."""
+        per = self.per_layer()
+        return jsonable({
+            "label": self.label,
+            "target": {"token": self.target_str, "id": self.target},
+            "baseline": None if self.baseline is None else {"token": self.baseline_str, "id": self.baseline},
+            "position": self.position,
+            "tokens": self.str_tokens,
+            "total": self.total,
+            "remainder": self.remainder,
+            "scale": self.scale,
+            "components": self.components,
+            "per_layer": {"attn": per["attn"], "mlp": per["mlp"], "embed": float(per["embed"][0])},
+            "heads": self.heads,
+            "head_bias": self.head_bias,
+            "top_components": [list(kv) for kv in self.top_components(top)],
+        })  # fmt: skip
 
     def to_html(self) -> str:
         """A self-contained HTML page: per-layer bars (attention vs MLP) and the per-head heatmap."""

@@ -30,6 +30,7 @@ import torch
 from ..core._errors import InputError
 from ..core._interventions import Set
 from ..core._model import Model
+from ..core._result import jsonable
 from ..lens._logit import as_token_id
 
 METHODS = ("gausslegendre", "trapezoid", "riemann_middle")
@@ -101,6 +102,18 @@ class IGResult:
             f"{float(self.attributions.sum()):+.4f}, completeness error {self.completeness_error:+.2e} "
             f"({100 * self.relative_error:.2f}%, {self.steps} {self.method} steps); top: {top}"
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: every field, plus the completeness check (``delta``, ``completeness_error``,
+        ``relative_error``, ``passes`` at 5%) and the ``label``."""
+        return jsonable({
+            "label": self.label, "tokens": self.str_tokens, "attributions": self.attributions,
+            "per_dim": self.per_dim, "f_input": self.f_input, "f_baseline": self.f_baseline,
+            "delta": self.delta, "completeness_error": self.completeness_error,
+            "relative_error": self.relative_error, "passes": self.passes(), "target": self.target,
+            "target_str": self.target_str, "position": self.position, "steps": self.steps,
+            "method": self.method, "baseline": self.baseline, "warp": self.warp,
+        })  # fmt: skip
 
     def to_html(self) -> str:
         """A self-contained HTML page: the prompt's tokens coloured by attribution (red raises ``f``)."""

@@ -15,7 +15,9 @@ from typing import Any
 
 import torch
 
+from .._render import esc, fmt, standalone
 from ..core._errors import InputError
+from ..core._result import jsonable
 
 THRESHOLD = 0.5
 """Largest rank correlation with the trained map that a method may keep on the fully random model."""
@@ -33,8 +35,23 @@ class SanityResult:
     """Methods whose map stayed (correlation >= threshold) on the fully randomized model."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stages": self.stages, "correlations": self.correlations, "threshold": self.threshold,
-                "flagged": self.flagged}  # fmt: skip
+        return jsonable({"stages": self.stages, "correlations": self.correlations, "threshold": self.threshold,
+                         "flagged": self.flagged})  # fmt: skip
+
+    def to_html(self) -> str:
+        """A self-contained page: one row per method, its correlation at each stage, flagged methods marked."""
+        head = "".join(f"<th class='num'>{esc(s)}</th>" for s in self.stages)
+        rows = "".join(
+            f"<tr><td>{esc(m)}{' (flagged)' if m in self.flagged else ''}</td>"
+            + "".join(f"<td class='num'>{esc(fmt(v))}</td>" for v in vals)
+            + "</tr>"
+            for m, vals in self.correlations.items()
+        )
+        return standalone("Attribution sanity checks", (
+            f"<h1>Attribution sanity checks</h1><p>Rank correlation with the trained model's map at each "
+            f"randomization stage; a method is flagged when it stays at {fmt(self.threshold)} or above on the "
+            f"fully random model.</p><table class='t'><tr><th>method</th>{head}</tr>{rows}</table>"
+        ))  # fmt: skip
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 
 from .._progress import progress as _bar
+from .._render import fmt
+from ..core._result import jsonable
 from ._arch import layout
 from ._circuit import Circuit, ScoredGraph
 from ._engine import capture, patched_logits
@@ -54,6 +56,15 @@ class AcdcResult(ScoredGraph):
 
     def __contains__(self, edge: str) -> bool:
         return edge in self.circuit
+
+    def to_dict(self) -> dict[str, Any]:
+        """The kept circuit's MIB JSON (``in_graph`` from ``mask``, every edge's score), ``method`` and ``info``."""
+        return {"method": self.method, "info": jsonable(self.info), **self.circuit.to_dict()}
+
+    def to_html(self, n: int = 200) -> str:
+        """A self-contained page: the kept circuit (``n`` is accepted for ``ScoredGraph``'s signature)."""
+        note = f"threshold {fmt(self.info.get('threshold', float('nan')))}, {self.info.get('forwards', '?')} forwards"
+        return self.circuit.to_html(title="ACDC circuit", notes=[note])
 
     def save(self, path: Any) -> Any:
         """MIB circuit JSON of the kept circuit, with every edge's score."""

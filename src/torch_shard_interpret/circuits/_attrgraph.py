@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from .._render import esc, fmt, hbar_rows, key_values, show_token, standalone
+from ..core._result import jsonable
 from ._graph import CircuitError
 from ._replacement import Replacement
 from ._transcoders import transcoders as as_transcoders
@@ -95,6 +97,32 @@ class AttributionGraph:
         from ._ctjson import to_json
 
         return to_json(self, self.prune(node_threshold, edge_threshold), node_threshold, slug)
+
+    def to_dict(self, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> dict[str, Any]:
+        """circuit-tracer's graph JSON (``to_json``, pruned) with the graph's two scores under ``scores``."""
+        replacement, completeness = self.scores()
+        data = self.to_json(node_threshold, edge_threshold)
+        return jsonable({**data, "scores": {"replacement": replacement, "completeness": completeness}})
+
+    def to_html(self) -> str:
+        """A self-contained page: the graph's size and scores, the prompt and the logits it explains."""
+        replacement, completeness = self.scores()
+        toks = self.token_strings or [str(t) for t in self.tokens]
+        logits = self.logit_strings or [str(t) for t in self.logit_tokens]
+        rows = hbar_rows(
+            [(show_token(t), p, fmt(p)) for t, p in zip(logits, self.logit_probs, strict=True)], vmax=1.0
+        )
+        summary = key_values([
+            ("active features", str(self.n_features)), ("positions", str(self.n_pos)),
+            ("layers", str(self.n_layers)), ("replacement score", fmt(replacement)),
+            ("completeness score", fmt(completeness)),
+        ])  # fmt: skip
+        prompt = esc(self.prompt or "".join(toks))
+        return standalone("Attribution graph", (
+            f"<h1>Attribution graph</h1><div class='prompt'>{prompt}</div>{summary}<h2>Logits explained</h2>"
+            f"<table class='t'>{rows}</table><p>Open the file of <code>save()</code> in circuit-tracer's "
+            "frontend or Neuronpedia for the graph itself.</p>"
+        ))  # fmt: skip
 
     def save(
         self,

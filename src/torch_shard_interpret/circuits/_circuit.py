@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from .._io import atomic_write
+from ..core._result import jsonable
 from ._graph import CircuitError, Graph
 
 
@@ -195,9 +196,15 @@ class ScoredGraph:
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
-            "info": self.info,
+            "info": jsonable(self.info),
             **Circuit(self.graph, torch.ones(len(self.graph.edges)), self.values).to_dict(),
         }
+
+    def to_html(self, n: int = 200) -> str:
+        """A self-contained page: the ``n`` edges with the largest ``|score|`` drawn as a circuit."""
+        k = min(n, len(self.graph.edges))
+        note = f"The {k} edges with the largest |score| (of {len(self.graph.edges)}), unpruned."
+        return self.top(n=k, prune=False).to_html(title=f"Edge scores: {self.method}", notes=[note])
 
     def save(self, path: str | Path) -> Path:
         """MIB circuit JSON with every edge's score (``in_graph`` true for all)."""

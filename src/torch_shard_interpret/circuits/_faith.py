@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from .._render import esc, fmt, key_values, standalone
+from ..core._result import jsonable
 from ._arch import layout
 from ._circuit import Circuit, ScoredGraph
 from ._engine import Sources, capture, patched_logits
@@ -44,6 +46,14 @@ class Faithfulness(float):
             "m_full": self.full_metric,
             "m_empty": self.empty_metric,
         }
+
+    def to_html(self) -> str:
+        """A self-contained page: the value and the three metrics it comes from."""
+        return _page("Faithfulness", [
+            ("faithfulness f(C)", fmt(float(self))), ("m(circuit)", fmt(self.circuit_metric)),
+            ("m(full model)", fmt(self.full_metric)), ("m(empty circuit)", fmt(self.empty_metric)),
+            ("ablation", self.ablation),
+        ])  # fmt: skip
 
     def __repr__(self) -> str:
         return f"Faithfulness({float(self):.4f}, ablation={self.ablation!r})"
@@ -134,7 +144,14 @@ class FaithfulnessCurve:
     edges: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return jsonable(dict(self.__dict__))
+
+    def to_html(self) -> str:
+        """A self-contained page: the two curves and their areas."""
+        return _page("Faithfulness curve", [
+            ("CPR (area under f, higher is better)", fmt(self.cpr)),
+            ("CMD (area under |1 - f|, 0 is best)", fmt(self.cmd)), ("ablation", self.ablation),
+        ], self.chart())  # fmt: skip
 
     def chart(self) -> str:
         from .._render import line_chart
@@ -198,7 +215,19 @@ class Isolation:
     ablation: str
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return jsonable(dict(self.__dict__))
+
+    def to_html(self) -> str:
+        """A self-contained page: the circuit alone, its complement and whether they disagree."""
+        return _page("Circuit isolation", [
+            ("f(C): the circuit alone", fmt(self.alone)), ("f(M \\ C): the rest alone", fmt(self.complement)),
+            ("1 - f(M \\ C): lost by ablating the circuit", fmt(self.in_context)),
+            ("disagree", "yes" if self.disagree else "no"), ("ablation", self.ablation),
+        ])  # fmt: skip
+
+
+def _page(title: str, rows: list[tuple[str, str]], extra: str = "") -> str:
+    return standalone(title, f"<h1>{esc(title)}</h1>{key_values(rows)}{extra}")
 
 
 def isolation(

@@ -1,8 +1,15 @@
 # pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
-"""RunResult: what one ``Model.run`` returns (logits, the cache, tokens, gradients)."""
+"""RunResult: what one ``Model.run`` returns (logits, the cache, tokens, gradients); ``jsonable`` for results.
+
+Every technique's result class has ``to_dict()`` (JSON-safe: lists, floats, strings; no tensors) and
+``to_html()`` (a standalone page, or a section where the class says so). ``jsonable`` is the one converter
+they share, so that ``json.dumps(result.to_dict(), allow_nan=False)`` always works.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,3 +44,21 @@ class RunResult:
             raise InputError("str_tokens needs text or token ids and a tokenizer")
         rows = [str_tokens(self.tokenizer, row) for row in self.tokens]
         return rows[0] if len(rows) == 1 else rows
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON-safe Python: tensors and numpy arrays as nested lists, NaN and infinities as
+    None (strict JSON has neither), tuples and sets as lists, mapping keys as strings, anything else unknown
+    as its ``repr``."""
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in obj]
+    tolist = getattr(obj, "tolist", None)  # torch.Tensor, numpy arrays and numpy scalars
+    if callable(tolist):
+        return jsonable(tolist())
+    return repr(obj)

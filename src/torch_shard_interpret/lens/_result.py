@@ -9,6 +9,7 @@ import torch
 
 from .._render import standalone
 from ..core._errors import InputError
+from ..core._result import jsonable
 from ..core._tokens import str_tokens
 from ..core._tokens import token_id as token_id_of
 from ._html import lens_section_html
@@ -77,6 +78,38 @@ class LensResult:
                 row.append(list(zip(names, values[layer, p].tolist(), strict=True)))
             out.append(row)
         return out
+
+    def to_dict(self, top_k: int = 5) -> dict[str, Any]:
+        """JSON-safe: the rows (``layers``), the input ``tokens`` (``{"id", "text"}``), each cell's ``top_k``
+        tokens (``top[layer][pos]``: ``{"token", "id", "prob"}``) and the heatmap ``value[layer][pos]``:
+        the target's probability (with its ``rank``) when there is a target, else the top token's. The
+        full ``[n_layers, pos, d_vocab]`` distribution stays out (use ``probs``)."""
+        vals, ids = self.top_ids(top_k)  # [n_layers, pos, k]
+        top = [
+            [
+                [{"token": n, "id": i, "prob": p} for (n, p), i in zip(cell, cell_ids, strict=True)]
+                for cell, cell_ids in zip(layer, layer_ids, strict=True)
+            ]
+            for layer, layer_ids in zip(self.top_tokens(top_k), ids.tolist(), strict=True)
+        ]
+        out: dict[str, Any] = {
+            "layers": list(self.layer_names),
+            "positions": list(self.positions),
+            "tokens": [
+                {"id": i, "text": t} for i, t in zip(self.tokens.tolist(), self.str_tokens, strict=True)
+            ],
+            "top": top,
+            "value": vals[..., 0],
+            "value_label": "probability of the lens's top token",
+            "target": None,
+        }
+        if self.target is not None:
+            token = self.target if self.tokenizer is None else str_tokens(self.tokenizer, [self.target])[0]
+            out["target"] = {"token": token, "id": self.target}
+            out["value"] = self.prob()
+            out["rank"] = self.rank()
+            out["value_label"] = f"probability of {token!r}"
+        return jsonable(out)
 
     def to_html(self, token_id: int | str | None = None, mode: str = "prob") -> str:
         """A self-contained HTML heatmap (layers x positions): cells coloured by the probability (``mode="prob"``)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from .._io import atomic_path, atomic_write
+from ..core._result import jsonable
 from ._common import PatchingError
 
 TENSORS_FILE = "patch_result.safetensors"
@@ -126,7 +127,22 @@ class PatchResult:
             f"corrupt_metric={self.corrupt_metric:.4g})"
         )
 
-    # ---- HTML -----------------------------------------------------------------------------------
+    # ---- JSON and HTML --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: every field (``effects`` and ``raw`` as ``[n_sites][n_columns]`` lists, NaN as None),
+        the ``columns`` labels and a sentence on the ``normalisation``."""
+        target = "clean" if self.direction == "denoise" else "corrupt"
+        base = "corrupt" if self.direction == "denoise" else "clean"
+        return jsonable({
+            "method": self.method, "direction": self.direction, "sites": self.sites,
+            "columns": self.column_labels, "positions": self.positions, "heads": self.heads,
+            "effects": self.effects, "raw": self.raw, "clean_metric": self.clean_metric,
+            "corrupt_metric": self.corrupt_metric, "str_tokens": self.str_tokens,
+            "corrupt_str_tokens": self.corrupt_str_tokens, "info": self.info,
+            "normalisation": f"(patched - {base}) / ({target} - {base}): 1 = this cell alone "
+            + ("restores the clean behaviour" if self.direction == "denoise" else "destroys the clean behaviour"),
+        })  # fmt: skip
+
     def to_html(self, title: str | None = None) -> str:
         """A self-contained HTML page: the heatmap of ``effects`` (sites x columns; blue negative, red
         positive), hover text with the raw change, and the top cells. Inline SVG and CSS, no script or URL."""
@@ -225,7 +241,7 @@ class PatchResult:
             "direction": self.direction,
             "method": self.method,
             "heads": self.heads,
-            "info": _jsonable(self.info),
+            "info": jsonable(self.info),
         }
         tensors = {"effects": self.effects.contiguous().cpu(), "raw": self.raw.contiguous().cpu()}
         with atomic_path(out / TENSORS_FILE, prefix=f".{TENSORS_FILE}-") as tmp:
@@ -245,15 +261,3 @@ class PatchResult:
         tensors = load_file(str(src / TENSORS_FILE))
         meta.pop("format_version", None)
         return cls(effects=tensors["effects"], raw=tensors["raw"], **meta)
-
-
-def _jsonable(obj: Any) -> Any:
-    try:
-        json.dumps(obj)
-        return obj
-    except TypeError:
-        if isinstance(obj, dict):
-            return {str(k): _jsonable(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [_jsonable(v) for v in obj]
-        return repr(obj)

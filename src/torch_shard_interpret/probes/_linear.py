@@ -15,6 +15,7 @@ import torch
 
 from .._render import esc, standalone
 from ..core._errors import InputError
+from ..core._result import jsonable
 
 
 @dataclass
@@ -80,6 +81,19 @@ class ProbeResult:
             return torch.tensor(labels)
         return labels
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: every field (``weights`` and ``bias`` as lists) and the ``selectivity``."""
+        return jsonable({
+            "site": self.site, "task": self.task, "score": self.score, "control_score": self.control_score,
+            "selectivity": self.selectivity, "chance": self.chance, "train_score": self.train_score,
+            "n_train": self.n_train, "n_val": self.n_val, "position": self.position,
+            "classes": self.classes, "weights": self.weights, "bias": self.bias,
+        })  # fmt: skip
+
+    def to_html(self) -> str:
+        """A self-contained HTML page: this probe's row of the summary table."""
+        return standalone(f"Linear probe at {self.site}", summary_html({self.site: self}))
+
     def __repr__(self) -> str:
         name = "accuracy" if self.task == "classification" else "R^2"
         return (
@@ -90,6 +104,10 @@ class ProbeResult:
 
 class ProbeResults(dict):
     """``{site: ProbeResult}`` in site order, with a compact HTML summary."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: ``{site: ProbeResult.to_dict()}`` in site order."""
+        return {site: r.to_dict() for site, r in self.items()}
 
     def to_html(self) -> str:
         """A self-contained HTML page with the summary table (``summary_html``)."""

@@ -9,7 +9,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .._render import esc, fmt, key_values, standalone
 from ..core._interventions import Ablate, Set
+from ..core._result import jsonable
 from ._config import SAEError, SAEWarning
 from ._sites import site_for
 
@@ -40,7 +42,19 @@ class EvalResult:
     site: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return jsonable(asdict(self))
+
+    def to_html(self) -> str:
+        """A self-contained HTML page: the numbers of ``__str__`` as a table."""
+        rows = [
+            ("L0 (active latents per token)", fmt(self.l0)), ("FVU", fmt(self.fvu)), ("MSE", fmt(self.mse)),
+            ("dead latents", f"{self.dead_fraction:.1%}"), ("dense latents", f"{self.dense_fraction:.1%}"),
+            ("CE loss recovered", fmt(self.ce_loss_recovered)), ("CE clean", fmt(self.ce_clean)),
+            ("CE spliced", fmt(self.ce_spliced)), ("CE zero-ablated", fmt(self.ce_zero)),
+            ("tokens", str(self.n_tokens)),
+        ]  # fmt: skip
+        title = f"SAE evaluation at {self.site}"
+        return standalone(title, f"<h1>{esc(title)}</h1>{key_values(rows)}")
 
     def __str__(self) -> str:
         return (

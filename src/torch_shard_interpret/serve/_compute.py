@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -165,33 +165,7 @@ def lens(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> d
     target = S.text(body, "target", required=False)
     k = S.integer(body, "top_k", 5, 1, 20)
     res = tsi.lens.logit_lens(m, prompt, target=target or None)
-    vals, ids = res.top_ids(k)  # [n_layers, pos, k]
-    tok = m.tokenizer
-    decode = (lambda i: tok.decode([i])) if tok is not None else str
-    top = [
-        [
-            [
-                {"token": decode(i), "id": i, "prob": round(p, 5)}
-                for p, i in zip(vals[layer, q].tolist(), ids[layer, q].tolist(), strict=True)
-            ]
-            for q in range(vals.shape[1])
-        ]
-        for layer in range(vals.shape[0])
-    ]
-    out: dict[str, Any] = {
-        "prompt": prompt,
-        "layers": res.layer_names,
-        "tokens": _tokens(m, res.tokens),
-        "top": top,
-        "value": [[round(float(v), 5) for v in row] for row in vals[..., 0].tolist()],
-        "value_label": "probability of the lens's top token",
-    }
-    if res.target is not None:
-        out["target"] = {"token": target, "id": res.target}
-        out["value"] = [[round(float(v), 5) for v in row] for row in res.prob().tolist()]
-        out["rank"] = res.rank().tolist()
-        out["value_label"] = f"probability of {target!r}"
-    return out
+    return {"prompt": prompt, **res.to_dict(top_k=k)}
 
 
 def attention(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> dict[str, Any]:
@@ -228,25 +202,7 @@ def dla(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> di
     res = tsi.attribution.direct_logit_attribution(
         m, prompt, target=target, baseline=baseline, position=position
     )
-    per = res.per_layer()
-    return {
-        "prompt": prompt,
-        "label": res.label,
-        "target": {"token": res.target_str, "id": res.target},
-        "baseline": None if res.baseline is None else {"token": res.baseline_str, "id": res.baseline},
-        "position": res.position,
-        "tokens": res.str_tokens,
-        "total": round(res.total, 5),
-        "remainder": round(res.remainder, 5),
-        "components": {k: round(v, 5) for k, v in res.components.items()},
-        "per_layer": {
-            "attn": per["attn"].tolist(),
-            "mlp": per["mlp"].tolist(),
-            "embed": float(per["embed"][0]),
-        },
-        "heads": [[round(v, 5) for v in row] for row in res.heads.tolist()],
-        "top_components": [[k, round(v, 5)] for k, v in res.top_components(8)],
-    }
+    return {"prompt": prompt, **res.to_dict()}
 
 
 def generate(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> dict[str, Any]:
@@ -380,29 +336,29 @@ def patch(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> 
     n_chunks = min(len(names), 8)
     chunks = [names[i::n_chunks] for i in range(n_chunks)]
     order = {n: i for i, n in enumerate(names)}
-    rows: dict[str, list[float]] = {}
-    res = None
+    parts: list[Any] = []
     for c, chunk in enumerate(chunks):
         progress(c / n_chunks, f"patching sites {c + 1} of {n_chunks} groups")
-        res = tsi.patching.activation_patching(
-            m, clean, corrupt, metric, sites=chunk, positions="each", progress=False
+        parts.append(
+            tsi.patching.activation_patching(
+                m, clean, corrupt, metric, sites=chunk, positions="each", progress=False
+            )
         )
-        for name, row in zip(res.sites, res.effects.tolist(), strict=True):
-            rows[name] = row
-    assert res is not None
+    rows = {name: (p, i) for p in parts for i, name in enumerate(p.sites)}
     ordered = sorted(rows, key=lambda n: order.get(n, 0))
+    res = replace(
+        parts[0],
+        sites=ordered,
+        effects=torch.stack([rows[n][0].effects[rows[n][1]] for n in ordered]),
+        raw=torch.stack([rows[n][0].raw[rows[n][1]] for n in ordered]),
+    )
     tok = m.tokenizer
     return {
         "clean": clean,
         "corrupt": corrupt,
         "metric": f"logit({tok.decode([target_id]) if tok else target_id!r})"
         + ("" if baseline_id is None else f" - logit({tok.decode([baseline_id]) if tok else baseline_id!r})"),
-        "sites": ordered,
-        "columns": res.column_labels,
-        "effects": [[round(v, 5) for v in rows[n]] for n in ordered],
-        "clean_metric": round(res.clean_metric, 5),
-        "corrupt_metric": round(res.corrupt_metric, 5),
-        "normalisation": "(patched - corrupt) / (clean - corrupt): 1 = this cell alone restores the clean behaviour",
+        **res.to_dict(),
     }
 
 

@@ -25,6 +25,7 @@ import torch
 
 from .._render import esc, standalone
 from ..core._errors import InputError
+from ..core._result import jsonable
 from ._acts import _bar, as_texts
 from ._vector import SteeringVector
 
@@ -92,6 +93,17 @@ class SweepResult:
                 "pass a larger max_perplexity, or None"
             )
         return (max if maximize else min)(ok, key=lambda c: c.metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: the grid (``metric`` and ``perplexity`` as ``[n_layers][n_scales]``, NaN as None), the
+        baseline, and every cell layer-major in ``cells`` (``{"layer", "scale", "site", "metric",
+        "perplexity", "texts"}``)."""
+        return jsonable({
+            "layers": self.layers, "scales": self.scales, "sites": self.sites, "metric": self.metric,
+            "perplexity": self.perplexity, "prompts": self.prompts, "baseline_metric": self.baseline_metric,
+            "baseline_perplexity": self.baseline_perplexity, "baseline_texts": self.baseline_texts,
+            "vector_norms": self.vector_norms, "cells": [vars(c) for c in self.cells()],
+        })  # fmt: skip
 
     def to_html(self) -> str:
         """A self-contained HTML page: metric and perplexity heatmaps (layers x scales); hover a cell for text."""
