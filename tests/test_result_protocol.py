@@ -79,10 +79,13 @@ def test_jsonable():
 
 # ---- one small result of each kind ---------------------------------------------------------------
 class _Tok:
-    """decode() of a tokenizer whose token 4 is hostile."""
+    """A tokenizer whose token 4 is hostile (the two methods token lookup reads)."""
 
-    def decode(self, ids):
-        return EVIL if ids[0] == 4 else f"t{ids[0]}"
+    def convert_ids_to_tokens(self, ids):
+        return [EVIL if i == 4 else f"t{i}" for i in ids]
+
+    def convert_tokens_to_string(self, pieces):
+        return "".join(pieces)
 
 
 def _lens():
