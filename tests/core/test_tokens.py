@@ -84,3 +84,18 @@ def test_the_copies_are_gone():
         if p.name != "_tokens.py" and own_way.search(p.read_text(encoding="utf-8"))
     }
     assert found <= NOT_YET, f"token lookup outside core/_tokens.py: {sorted(found - NOT_YET)}"
+
+
+def test_a_minimal_tokenizer_reads_through_its_decode_or_as_ids():
+    from torch_shard_interpret.core._tokens import str_tokens
+
+    class Decodes:
+        def decode(self, ids):
+            return f"<{ids[0]}>"
+
+    class CallOnly:
+        def __call__(self, text, **kw):
+            return {"input_ids": [1]}
+
+    assert str_tokens(Decodes(), [3, 4]) == ["<3>", "<4>"]
+    assert str_tokens(CallOnly(), torch.tensor([[3, 4]])) == ["3", "4"]

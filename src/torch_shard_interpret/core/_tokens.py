@@ -29,7 +29,11 @@ def str_tokens(tokenizer: Any, ids: torch.Tensor | Sequence[int]) -> list[str]:
     flat = [int(t) for t in (ids.reshape(-1).tolist() if torch.is_tensor(ids) else ids)]
     if tokenizer is None:
         return [str(t) for t in flat]
-    pieces: list[str | None] = tokenizer.convert_ids_to_tokens(flat)
+    convert = getattr(tokenizer, "convert_ids_to_tokens", None)
+    if convert is None:  # a minimal tokenizer (only __call__, maybe decode): its decode, or the ids as text
+        decode = getattr(tokenizer, "decode", None)
+        return [decode([t]) if decode is not None else str(t) for t in flat]
+    pieces: list[str | None] = convert(flat)
     return ["" if piece is None else readable(tokenizer, piece) for piece in pieces]
 
 
