@@ -70,6 +70,18 @@ def test_occlusion_matches_a_direct_loop(cnn, batch):
     assert torch.allclose(occ.attributions[:, 0, 0, 0], drop[:, 0], atol=1e-5)
 
 
+def test_occlusion_runs_its_patches_in_batches(cnn, batch):
+    images, labels = batch
+    sizes = []
+    hook = cnn.module.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    try:
+        tv.occlusion(cnn, images[:2], labels[:2], window=2, stride=1, batch_size=64)
+    finally:
+        hook.remove()
+    # one unoccluded forward, then 49 patches x 2 images in chunks of 32 patches (64 images): 64 + 34
+    assert sizes == [2, 64, 34]
+
+
 class _FunctionalNet(nn.Module):
     def __init__(self, modules: bool):
         super().__init__()

@@ -1,0 +1,58 @@
+"""Every attribution method carries its own sanity check, which never changes the user's model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import torch_shard_interpret.vision as tv
+
+METHODS = {
+    "saliency": lambda m, x, y: tv.saliency(m, x, y),
+    "gradient_x_input": lambda m, x, y: tv.gradient_x_input(m, x, y),
+    "smoothgrad": lambda m, x, y: tv.smoothgrad(m, x, y, samples=4),
+    "integrated_gradients": lambda m, x, y: tv.integrated_gradients(m, x, y, steps=8),
+    "grad_cam": lambda m, x, y: tv.grad_cam(m, x, y, site="stages.3"),
+    "grad_cam_pp": lambda m, x, y: tv.grad_cam_pp(m, x, y, site="stages.3"),
+    "guided_backprop": lambda m, x, y: tv.guided_backprop(m, x, y),
+    "occlusion": lambda m, x, y: tv.occlusion(m, x, y, window=3, stride=2),
+}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_reports_weight_and_label_randomization(cnn, batch, method):
+    images, labels = batch
+    before = {k: v.clone() for k, v in cnn.module.state_dict().items()}
+    random_labels = tv.load("digits-cnn-random-labels", progress=False)
+    result = METHODS[method](cnn, images[:4], labels[:4])
+    report = result.sanity(label_model=random_labels, max_steps=3)
+    assert report.method == method and len(report.cascade) == 3
+    assert [n for n, _ in report.cascade] == [
+        "layer4.0",
+        "layer2.0",
+        "stem.0",
+    ]  # 6 layers in 3 groups, output first
+    assert all(math.isfinite(s) for _, s in report.cascade) and math.isfinite(
+        report.label_similarity or math.nan
+    )
+    assert report.flagged == (report.final_similarity >= 0.5 or (report.label_similarity or 0) >= 0.5)
+    assert result.to_dict()["sanity"]["flagged"] == report.flagged
+    after = cnn.module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # randomized a copy, never the model
+
+
+def test_randomization_changes_the_weights_of_the_copy(cnn, batch):
+    images, labels = batch
+    seen = []
+
+    def spy(model, x):
+        seen.append(model.module.fc.weight.detach().clone())
+        return x.abs()
+
+    tv.custom("spy", cnn, images[:2], spy).sanity(max_steps=2)
+    original, first, last = seen
+    assert torch.equal(original, cnn.module.fc.weight) and not torch.equal(first, original)
+    assert torch.allclose(first.std(), original.std(), rtol=0.3)  # re-drawn at the tensor's own scale
+    assert torch.equal(first, last)  # the output layer stays randomized as the cascade goes down
