@@ -53,17 +53,6 @@ def test_objectives_compose_direction_and_diversity(cnn):
         tv.visualize(cnn, tv.channel("stages.3", 99), steps=2, progress=False)
 
 
-def test_colour_fft_parameterisation_and_transforms():
-    gen = torch.Generator().manual_seed(0)
-    p = tv.ImageParam((2, 3, 32, 32), param="fft", decorrelate=True, gen=gen)
-    x = p()
-    assert x.shape == (2, 3, 32, 32) and 0 < x.min() and x.max() < 1
-    t = tv.Transforms.standard(32)
-    y = t(x, torch.Generator().manual_seed(1))
-    assert y.shape == x.shape and not torch.allclose(x, y)
-    assert torch.equal(y, t(x, torch.Generator().manual_seed(1)))
-
-
 def test_dataset_examples_whole_images_and_crops(cnn, digits_data):
     images, _ = digits_data
     obj = tv.channel("stages.2", 3)
