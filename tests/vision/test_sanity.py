@@ -51,7 +51,9 @@ def test_randomization_changes_the_weights_of_the_copy(cnn, batch):
         seen.append(model.module.fc.weight.detach().clone())
         return x.abs()
 
-    tv.custom("spy", cnn, images[:2], spy).sanity(max_steps=2)
+    report = tv.custom("spy", cnn, images[:2], spy).sanity(max_steps=2)
+    assert report.label_similarity is None and "random_label_model" in report.to_dict()["notes"][0]
+    assert "label randomization not run" in report.to_html()
     original, first, last = seen
     assert torch.equal(original, cnn.module.fc.weight) and not torch.equal(first, original)
     assert torch.allclose(first.std(), original.std(), rtol=0.3)  # re-drawn at the tensor's own scale

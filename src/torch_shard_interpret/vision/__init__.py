@@ -19,6 +19,7 @@ from ._gradients import make_baseline as make_baseline
 from ._gradients import saliency as saliency
 from ._gradients import smoothgrad as smoothgrad
 from ._guided import guided_backprop as guided_backprop
+from ._labels import random_label_model as random_label_model
 from ._objectives import Objective as Objective
 from ._objectives import channel as channel
 from ._objectives import direction as direction
@@ -65,6 +66,7 @@ __all__ = [
     "load",
     "make_baseline",
     "occlusion",
+    "random_label_model",
     "report",
     "report_from_bytes",
     "saliency",

@@ -21,6 +21,7 @@ from ..core._model import Model
 from ._sites import wrap
 
 THRESHOLD = 0.5
+NO_LABEL_MODEL = "label randomization not run: pass label_model=, e.g. tsi.vision.random_label_model(model, images, labels)"
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -99,6 +100,7 @@ class SanityReport:
             "threshold": self.threshold,
             "flagged": self.flagged,
             "score": self.score,
+            "notes": list(self.notes),
         }
 
     def to_html(self) -> str:
@@ -113,7 +115,8 @@ class SanityReport:
         return (
             f"<div class='sanity'><p><b>{esc(self.method)}</b> sanity check: {esc(verdict)} "
             f"(fully randomized {fmt(self.final_similarity)}{esc(label)}, threshold {fmt(self.threshold)})</p>"
-            f"{chart}</div>"
+            + "".join(f"<p>{esc(n)}</p>" for n in self.notes)
+            + f"{chart}</div>"
         )
 
 
@@ -144,7 +147,9 @@ def sanity_check(
         done = cut
         new = recompute(wrap(copy_))
         cascade.append((layers[cut - 1], float(spearman(original, new).nanmean())))
-    label = None
+    label, notes = None, []
     if label_model is not None:
         label = float(spearman(original, recompute(label_model)).nanmean())
-    return SanityReport(method, cascade, label, threshold)
+    else:
+        notes.append(NO_LABEL_MODEL)
+    return SanityReport(method, cascade, label, threshold, notes)
