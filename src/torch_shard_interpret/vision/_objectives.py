@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -85,10 +86,40 @@ def neuron(site: str, index: int, x: int | None = None, y: int | None = None) ->
     return Objective((site,), fn, f"neuron({site}, {index})")
 
 
-def direction(site: str, vector: torch.Tensor, pos: int | str = "all", cosine: bool = False) -> Objective:
-    """The projection of the activations onto ``vector`` ``[d]`` (an SAE latent's decoder row, a probe's weight,
-    a steering vector), averaged over space; ``cosine=True`` divides by the activation norm."""
-    vec = torch.as_tensor(vector).detach().flatten()
+def direction_vector(source: Any, index: int | None = None) -> tuple[torch.Tensor, str]:
+    """``[d]`` and a label from ``source``: a vector; a matrix and the row ``index``; an SAE and its latent
+    ``index`` (its decoder row ``W_dec[index]``); a fitted probe (its ``weights``, row ``index`` for a
+    classification probe); or a steering vector (its ``vector``)."""
+    if hasattr(source, "W_dec"):  # tsi.sae.SAE (or any object with a decoder matrix [d_sae, d])
+        if index is None:
+            raise InputError("an SAE direction needs the latent: direction(site, sae, index=latent)")
+        return source.W_dec[index].detach().flatten(), f"SAE latent {index}"
+    if hasattr(source, "weights") and hasattr(source, "decision"):  # tsi.probes.ProbeResult
+        w = source.weights.detach()
+        if w.ndim == 2 and index is None and w.shape[0] > 1:
+            raise InputError(f"the probe has {w.shape[0]} class rows; pick one with index=")
+        row = w if w.ndim == 1 else w[0 if index is None else index]
+        return row.flatten(), "probe" if index is None else f"probe class {index}"
+    if hasattr(source, "vector") and hasattr(source, "site"):  # tsi.steering.SteeringVector
+        return torch.as_tensor(source.vector).detach().flatten(), f"steering vector from {source.site}"
+    vec = torch.as_tensor(source).detach()
+    if index is not None:
+        vec = vec[index]
+    elif sum(n > 1 for n in vec.shape) > 1:
+        raise InputError(
+            f"the direction must be one vector [d], not shape {tuple(vec.shape)}; pick a row with index="
+        )
+    return vec.flatten(), "vector" if index is None else f"row {index}"
+
+
+def direction(
+    site: str, vector: Any, pos: int | str = "all", cosine: bool = False, index: int | None = None
+) -> Objective:
+    """The projection of the activations onto a direction ``[d]``, averaged over space: ``vector`` is a tensor
+    (``index``: one of its rows), a ``tsi.sae.SAE`` with ``index`` = the latent (its decoder row), a fitted probe
+    (``tsi.probes`` result; ``index``: the class row) or a ``SteeringVector``. ``cosine=True`` divides by the
+    activation norm."""
+    vec, label = direction_vector(vector, index)
 
     def fn(acts: Acts) -> torch.Tensor:
         v = _features(acts[site], pos)
@@ -101,7 +132,7 @@ def direction(site: str, vector: torch.Tensor, pos: int | str = "all", cosine: b
             dot = dot / (v.norm(dim=1) * d.norm()).clamp_min(1e-8)
         return dot.flatten(1).mean(1) if dot.ndim > 1 else dot
 
-    return Objective((site,), fn, f"direction({site})")
+    return Objective((site,), fn, f"direction({site}, {label})")
 
 
 def diversity(site: str) -> Objective:
