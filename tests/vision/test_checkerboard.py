@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+import torch_shard_interpret as tsi
 import torch_shard_interpret.vision as tv
-from torch_shard_interpret.vision._generators import KINDS, autoencoder
+from torch_shard_interpret.vision._generators import KINDS, autoencoder, images16
 
 
 @pytest.mark.parametrize("k,s,even", [(3, 2, False), (4, 2, True), (2, 2, True), (5, 2, False), (6, 3, True)])
@@ -40,6 +41,25 @@ def test_ground_truth_generators_are_told_apart(diagnoses):
     assert k3.layers[0].spectral["output"] > 2 * k4.layers[0].spectral["output"]
     resize = diagnoses["resize-conv"]
     assert resize.layers == [] and resize.flagged == []
+    variance = float(images16().var())
+    for kind in KINDS:  # each is a trained autoencoder, not an untrained stand-in
+        assert autoencoder(kind).meta["mse"] < 0.01 * variance
+
+
+def test_real_codes_as_inputs_tell_the_decoders_apart():
+    x = images16()[:256]
+    rows = {}
+    for kind in ("deconv-k3s2", "deconv-k4s2"):
+        ae = autoencoder(kind)
+        with torch.no_grad():
+            codes = ae.encoder(x)
+        rows[kind] = tv.checkerboard(ae.decoder, inputs=codes)
+    assert rows["deconv-k3s2"].flagged == ["0"] and rows["deconv-k4s2"].flagged == []
+    k3, k4 = (rows[k].layers[0].spectral["output"] for k in ("deconv-k3s2", "deconv-k4s2"))
+    assert k3 > 2 * k4
+    assert rows["deconv-k3s2"].input_shape == (1, 16, 8, 8)
+    with pytest.raises(tsi.InputError, match="float tensor"):
+        tv.checkerboard(autoencoder("deconv-k3s2").decoder, inputs=torch.zeros(4, 16, 8, dtype=torch.long))
 
 
 def test_strided_conv_gradients_and_rendering(cnn, diagnoses):

@@ -163,10 +163,16 @@ def checkerboard(
     seed: int = 0,
     threshold: float = THRESHOLD,
     strong: float = STRONG,
+    inputs: torch.Tensor | None = None,
 ) -> CheckerboardResult:
     """Diagnose every transposed and strided convolution of ``module`` (an ``nn.Module`` or ``tsi.Model``) for
-    checkerboard artifacts, on random inputs of ``input_shape`` (``samples`` of them). See the module docstring."""
+    checkerboard artifacts, on ``samples`` standard-normal inputs of ``input_shape``, or on ``inputs`` (real
+    data, e.g. a generator's codes of real images) when given. See the module docstring."""
     model = module if isinstance(module, Model) else wrap(module)
+    if inputs is not None:
+        if not torch.is_tensor(inputs) or inputs.ndim != 4 or not inputs.is_floating_point():
+            raise InputError("inputs must be a float tensor [batch, channels, height, width]")
+        input_shape = (1, *inputs.shape[1:])
     if len(input_shape) != 4:
         raise InputError(f"input_shape must be (batch, channels, height, width), not {tuple(input_shape)}")
     layers = _candidates(model.module)
@@ -176,7 +182,10 @@ def checkerboard(
     p = next(iter(model.module.parameters()), None)
     dtype = p.dtype if p is not None else torch.float32
     device = p.device if p is not None else torch.device("cpu")
-    x = torch.randn((samples, *input_shape[1:]), generator=gen, dtype=dtype).to(device)
+    if inputs is None:
+        x = torch.randn((samples, *input_shape[1:]), generator=gen, dtype=dtype).to(device)
+    else:
+        x = inputs.detach().to(device=device, dtype=dtype)
     with torch.no_grad():
         out = model.module(x)
     direction = torch.randn(out.shape, generator=gen, dtype=dtype).to(device)
