@@ -95,13 +95,14 @@ def checks(quick: bool = True) -> list[dict]:
         _row("sanity: Grad-CAM", "similarity after full randomization", cam.final_similarity, 0.5, False)
     )
 
-    worst = 0.0
+    # Sundararajan et al. ask for attributions within 5% of f(x) - f(x'). The path through ReLU kinks converges
+    # slowly: over 64 digits the worst image needs 128 steps (32 steps: 6% with a noise baseline, on a delta of 0.9)
+    worst, steps = 0.0, 32 if quick else 128
     for baseline in ("black", "blur", "noise"):
-        ig = integrated_gradients(model, x, y, baseline=baseline, steps=32)
+        ig = integrated_gradients(model, x, y, baseline=baseline, steps=steps)
         worst = max(worst, float((ig.completeness_error.abs() / ig.delta.abs().clamp_min(1e-6)).max()))
-    rows.append(
-        _row("integrated gradients (black/blur/noise)", "max relative completeness error", worst, 0.02, False)
-    )
+    rows.append(_row(f"integrated gradients (black/blur/noise, {steps} steps)", "max relative completeness error",
+                     worst, 0.05, False))  # fmt: skip
 
     obj = channel("stages.2", 12)
     vis = visualize(model, obj, steps=64 if quick else 256, seed=0, progress=False)
