@@ -111,6 +111,36 @@ def test_guided_backprop_sees_functional_relu(batch):
     assert not any(m._forward_hooks or m._backward_hooks for m in functional.modules())
 
 
+class _InPlaceNet(_FunctionalNet):
+    """The same net with its ReLUs called in place, as statements."""
+
+    def __init__(self, style: str):
+        super().__init__(modules=False)
+        self.style = style
+
+    def forward(self, x):
+        for conv in (self.c1, self.c2):
+            x = conv(x)
+            if self.style == "tensor":
+                x.relu_()
+            elif self.style == "functional":
+                F.relu(x, inplace=True)
+            else:
+                torch.relu_(x)
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("style", ["tensor", "functional", "torch"])
+def test_guided_backprop_sees_in_place_relu_statements(batch, style):
+    images, _ = batch
+    reference = _FunctionalNet(True)
+    net = _InPlaceNet(style)
+    net.load_state_dict(reference.state_dict(), strict=False)
+    a = tv.guided_backprop(reference, images, target=2)
+    b = tv.guided_backprop(net, images, target=2)
+    assert b.relu_calls == 2 and torch.allclose(a.attributions, b.attributions, atol=1e-6)
+
+
 def _edges(model, images):  # a map that ignores the model entirely
     k = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])[None, None]
     return F.conv2d(images, k, padding=1).abs()

@@ -2,7 +2,8 @@
 
 Backward through every ReLU passes only positive gradients at positive inputs. Hook-based versions (captum's
 ``GuidedBackprop``) override ``nn.ReLU`` modules only, so a model that calls ``F.relu``/``torch.relu``/
-``x.relu()`` in its forward silently gets plain gradients. Here every ReLU call is caught while the forward
+``x.relu()`` in its forward silently gets plain gradients. In-place forms (``x.relu_()``, ``F.relu(x, inplace=True)``)
+write the guided result back into ``x``, so they work as statements too. Here every ReLU call is caught while the forward
 runs by a ``TorchFunctionMode`` scoped to this one call (``nn.ReLU`` calls ``F.relu`` too), and replaced by
 a ReLU with the guided backward; nothing of the model is changed and nothing stays installed.
 """
@@ -33,8 +34,10 @@ class _GuidedReLU(torch.autograd.Function):
 
 
 _RELUS = {F.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
+_IN_PLACE = {torch.relu_, torch.Tensor.relu_}
 if hasattr(F, "relu_"):
     _RELUS.add(F.relu_)
+    _IN_PLACE.add(F.relu_)
 
 
 class GuidedReLUs(TorchFunctionMode):
@@ -45,10 +48,19 @@ class GuidedReLUs(TorchFunctionMode):
         self.calls = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
         if func in _RELUS:
             self.calls += 1
-            return _GuidedReLU.apply(args[0])
-        return func(*args, **(kwargs or {}))
+            x = args[0]
+            out = _GuidedReLU.apply(x)
+            in_place = func in _IN_PLACE or kwargs.get("inplace", len(args) > 1 and args[1]) is True
+            if (
+                in_place
+            ):  # x.relu_() used as a statement: x itself must hold the result, through the guided op
+                x.copy_(out)
+                return x
+            return out
+        return func(*args, **kwargs)
 
 
 def guided_backprop(model: Any, images: torch.Tensor, target: Any = None) -> Attribution:
