@@ -58,3 +58,14 @@ def test_randomization_changes_the_weights_of_the_copy(cnn, batch):
     assert torch.equal(original, cnn.module.fc.weight) and not torch.equal(first, original)
     assert torch.allclose(first.std(), original.std(), rtol=0.3)  # re-drawn at the tensor's own scale
     assert torch.equal(first, last)  # the output layer stays randomized as the cascade goes down
+
+
+def test_seeds_make_the_random_parts_reproducible(cnn, batch):
+    images, labels = batch
+    x, y = images[:3], labels[:3]
+    sal = tv.saliency(cnn, x, y)
+    assert sal.sanity(seed=5).cascade == sal.sanity(seed=5).cascade != sal.sanity(seed=6).cascade
+    a, b = tv.smoothgrad(cnn, x, y, samples=4, seed=1), tv.smoothgrad(cnn, x, y, samples=4, seed=1)
+    assert torch.equal(a.attributions, b.attributions)
+    assert not torch.equal(a.attributions, tv.smoothgrad(cnn, x, y, samples=4, seed=2).attributions)
+    assert torch.equal(tv.make_baseline(x, "noise", seed=3), tv.make_baseline(x, "noise", seed=3))
