@@ -15,7 +15,7 @@ def test_a_copy_fits_permuted_labels_and_the_check_uses_it(cnn, digits_data):
     x, y = images[:128], labels[:128]
     before = {k: v.clone() for k, v in cnn.module.state_dict().items()}
     state = torch.random.get_rng_state()
-    noise = tv.random_label_model(cnn, x, y, epochs=30, lr=3e-3, batch_size=32)
+    noise = tv.random_label_model(cnn, x, y, epochs=30, lr=3e-3, batch_size=32, progress=False)
     assert torch.equal(torch.random.get_rng_state(), state)  # the global random state is untouched
     assert all(torch.equal(before[k], v) for k, v in cnn.module.state_dict().items())
     assert noise.module is not cnn.module and noise.meta["train_accuracy"] > 0.25  # fits noise (chance 0.1)

@@ -30,7 +30,7 @@ def random_label_model(
     lr: float = 1e-3,
     batch_size: int = 64,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool = True,
 ) -> Model:
     """A re-initialised copy of ``model`` trained ``epochs`` times over ``images`` with permuted ``labels``
     (Adam at ``lr``); ``.meta["train_accuracy"]`` is its accuracy on the permuted labels it fitted."""
