@@ -65,3 +65,25 @@ def test_dataset_examples_whole_images_and_crops(cnn, digits_data):
     assert ex.to_html().count("<img") == 5
     vis = tv.visualize(cnn, obj, steps=4, progress=False)
     assert "<svg" in vis.to_html() and len(json.loads(json.dumps(vis.to_dict()))["history"]) == 4
+
+
+def test_best_crop_is_the_best_window_and_normalize_reaches_the_model(cnn, digits_data):
+    images, _ = digits_data
+    x = images[:20]
+    obj = tv.neuron("stages.2", 3)
+    best = tv.dataset_examples(cnn, obj, x, k=1, crop=4)
+    i, (top, left, h, w) = int(best.indices[0]), best.boxes[0].tolist()
+    assert torch.equal(best.images[0], x[i, :, top : top + h, left : left + w])
+    scores = []
+    for n in range(len(x)):  # every window of every image, filled with the image mean elsewhere, by hand
+        for r in range(0, 5, 2):
+            for c in range(0, 5, 2):
+                y = x[n : n + 1].mean().expand(1, 1, 8, 8).clone()
+                y[..., r : r + 4, c : c + 4] = x[n : n + 1, :, r : r + 4, c : c + 4]
+                scores.append(float(objective_values(cnn, obj, y)[0]))
+    assert best.scores[0].item() == pytest.approx(max(scores), rel=1e-5)
+    mean, std = torch.tensor([0.3]), torch.tensor([0.5])
+    vis = tv.visualize(cnn, obj, steps=4, normalize=(mean, std), progress=False)
+    seen = objective_values(cnn, obj, (vis.images - 0.3) / 0.5)
+    assert torch.allclose(vis.final, seen, atol=1e-5)
+    assert not torch.allclose(vis.final, objective_values(cnn, obj, vis.images), atol=1e-3)
