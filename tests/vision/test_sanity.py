@@ -69,3 +69,26 @@ def test_seeds_make_the_random_parts_reproducible(cnn, batch):
     assert torch.equal(a.attributions, b.attributions)
     assert not torch.equal(a.attributions, tv.smoothgrad(cnn, x, y, samples=4, seed=2).attributions)
     assert torch.equal(tv.make_baseline(x, "noise", seed=3), tv.make_baseline(x, "noise", seed=3))
+
+
+def test_independent_randomization_redraws_one_group_at_a_time(cnn, batch):
+    images, labels = batch
+    seen = []
+
+    def spy(model, x):
+        seen.append({n: p.detach().clone() for n, p in model.module.named_parameters()})
+        return tv.saliency(model, x, labels[:4]).attributions
+
+    report = tv.custom("saliency", cnn, images[:4], spy).sanity(max_steps=3, independent=True)
+    original, alone = seen[0], seen[4:]  # the map, 3 cascade steps, then 3 independent ones
+    assert [n for n, _ in report.independent] == [n for n, _ in report.cascade]
+    changed = [{n.split(".")[0] for n in original if not torch.equal(original[n], step[n])} for step in alone]
+    assert changed == [
+        {"fc", "layer4"},
+        {"layer3", "layer2"},
+        {"layer1", "stem"},
+    ]  # one group each, the rest kept
+    assert all(s < 0.9 for _, s in report.independent)  # saliency moves whichever group is re-drawn
+    edge = tv.custom("edges", cnn, images[:4], lambda m, x: x.abs()).sanity(max_steps=3, independent=True)
+    assert all(s == pytest.approx(1.0) for _, s in edge.independent)
+    assert len(edge.to_dict()["independent"]) == 3 and tv.saliency(cnn, images[:2]).sanity().independent == []

@@ -74,14 +74,24 @@ class Attribution:
         a = self.attributions
         return a.sum(1) if a.ndim == 4 else a
 
-    def sanity(self, label_model: Model | None = None, max_steps: int = 8, seed: int = 0) -> SanityReport:
+    def sanity(
+        self, label_model: Model | None = None, max_steps: int = 8, seed: int = 0, independent: bool = False
+    ) -> SanityReport:
         """How much the map changes under cascading weight randomization (and, given ``label_model`` — the
-        same architecture trained on permuted labels, e.g. ``tsi.vision.load("digits-cnn-random-labels")`` —
-        label randomization). ``.flagged`` when it barely changes. Cached on the result."""
+        same architecture trained on permuted labels, e.g. ``tsi.vision.load("digits-cnn-random-labels")`` or
+        ``tsi.vision.random_label_model(...)`` — label randomization; ``independent=True``: also each layer
+        group re-drawn alone). ``.flagged`` when it barely changes. Cached on the result."""
         if self._model is None or self._recompute is None:
             raise ValueError("this attribution was loaded without its model, so it cannot be re-checked")
         self._sanity = sanity_check(
-            self.method, self._model, self.attributions, self._recompute, label_model, max_steps, seed
+            self.method,
+            self._model,
+            self.attributions,
+            self._recompute,
+            label_model,
+            max_steps,
+            seed,
+            independent=independent,
         )
         return self._sanity
 

@@ -72,6 +72,8 @@ class SanityReport:
     """Similarity to the map of a model trained on permuted labels (None: no such model given)."""
     threshold: float = THRESHOLD
     notes: list[str] = field(default_factory=list)
+    independent: list[tuple[str, float]] = field(default_factory=list)
+    """``(layer group, similarity)`` with only that group re-drawn (``independent=True``); not used for the flag."""
 
     @property
     def final_similarity(self) -> float:
@@ -101,6 +103,7 @@ class SanityReport:
             "flagged": self.flagged,
             "score": self.score,
             "notes": list(self.notes),
+            "independent": [{"layer": n, "similarity": s} for n, s in self.independent],
         }
 
     def to_html(self) -> str:
@@ -129,9 +132,11 @@ def sanity_check(
     max_steps: int = 8,
     seed: int = 0,
     threshold: float = THRESHOLD,
+    independent: bool = False,
 ) -> SanityReport:
     """Cascading randomization (at most ``max_steps`` recomputations) and, with ``label_model``, label
-    randomization, of the map ``original`` that ``recompute(model)`` produced."""
+    randomization, of the map ``original`` that ``recompute(model)`` produced. ``independent``: also re-draw each
+    layer group alone, on a fresh copy (Adebayo et al.'s independent randomization)."""
     layers = layers_top_down(model.module)
     if not layers:
         return SanityReport(method, [], None, threshold, ["the model has no parameters"])
@@ -147,9 +152,17 @@ def sanity_check(
         done = cut
         new = recompute(wrap(copy_))
         cascade.append((layers[cut - 1], float(spearman(original, new).nanmean())))
+    alone = []
+    if independent:
+        starts = [0, *cuts[:-1]]
+        for start, cut in zip(starts, cuts, strict=True):
+            fresh = copy.deepcopy(model.module)
+            for path in layers[start:cut]:
+                _redraw(fresh.get_submodule(path), gen)
+            alone.append((layers[cut - 1], float(spearman(original, recompute(wrap(fresh))).nanmean())))
     label, notes = None, []
     if label_model is not None:
         label = float(spearman(original, recompute(label_model)).nanmean())
     else:
         notes.append(NO_LABEL_MODEL)
-    return SanityReport(method, cascade, label, threshold, notes)
+    return SanityReport(method, cascade, label, threshold, notes, alone)
