@@ -35,6 +35,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from _peak import reset_peak, rss  # noqa: E402  (benchmarks/, the script's own folder)
+
 import torch_shard_interpret as tsi  # noqa: E402
 
 PAIRS = [
@@ -48,18 +50,6 @@ ROUNDS = 5
 
 def _swap(text: str, a: str, b: str) -> str:
     return text.replace(a, "\0").replace(b, a).replace("\0", b)
-
-
-def _rss(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_peak() -> int:
-    Path("/proc/self/clear_refs").write_text("5")
-    return _rss("VmRSS")
 
 
 def _inputs(model, case: str):
@@ -117,14 +107,14 @@ def child(case: str) -> dict:
         return {"case": case, **_paired(model)}
     args = _inputs(model, case)
     model.run(args[3][:1, :8])  # warm up
-    base = _reset_peak()
+    base = reset_peak()
     t0 = time.perf_counter()
     info = _one(model, case, *args)
     seconds = time.perf_counter() - t0
     return {
         "case": case,
         "seconds": seconds,
-        "peak_bytes": _rss("VmHWM") - base,
+        "peak_bytes": rss("VmHWM") - base,
         "tokens": int(args[3].shape[1]),
         **info,
     }
