@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ._bounds import int_in
-from ._common import add_model, load_model
+from ._common import add_model, add_progress, load_model, progress_for
 from ._output import add_output, output_dir
 
 HELP = "analyse one prompt and write a self-contained HTML report (lens, DLA, attention, saliency)"
@@ -40,6 +40,7 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="attention patterns of the N heads with the largest |DLA|",
     )
+    add_progress(parser)
     parser.set_defaults(run=run)
 
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     out = output_dir(args, "out", path=args.out or default_out_dir(prompt))  # before the slow part
 
     err = Console(stderr=True)
-    with _progress(err) as step:
+    with _progress(err, progress_for(args)) as step:
         with step(f"Loading model {args.model}"):
             model = load_model(args.model)
         data = build_report(
@@ -73,10 +74,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _progress(console: Any) -> Iterator[Any]:
+def _progress(console: Any, enabled: bool) -> Iterator[Any]:
     """A ``step(name)`` context manager showing a spinner per stage (on a terminal only, so that errors
-    and pipes stay clean)."""
-    if not console.is_terminal:
+    and pipes stay clean; never with ``--no-progress``)."""
+    if not enabled or not console.is_terminal:
 
         @contextmanager
         def quiet(_: str) -> Iterator[None]:
