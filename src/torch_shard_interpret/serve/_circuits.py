@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from . import _specs as S
+from ._compute import logit_label
 from ._specs import RequestError
 
 Progress = Callable[[float, str], None]
@@ -124,13 +125,7 @@ def circuits(state: Any, body: Mapping[str, Any], progress: Progress = _noop) ->
         curve = tsi.circuits.faithfulness_curve(m, scored, clean, corrupt, metric)
     values = scored.values
     ranked = sorted(circuit.edges, key=lambda e: -abs(float(values[scored.graph.index[e]])))[:MAX_TOP_EDGES]
-    shown = (
-        repr(target)
-        if target is not None
-        else repr(m.str_tokens([target_id])[0])
-        if m.tokenizer
-        else str(target_id)
-    )
+    shown = repr(target) if target is not None else logit_label(m, target_id)
     metric_name = f"logit({shown})" + ("" if baseline is None else f" - logit({baseline!r})")
     return {
         "clean": clean,
