@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from .._progress import progress as bar_of
 from . import _checkpoint
 from ._config import FEW_STEPS, MIN_TENSOR_STEPS, SAEConfig, SAEError, SAEWarning, TrainConfig
 from ._sae import SAE
-from ._sources import ModelStream, SharedSource, StoreSource, TensorSource
+from ._sources import BatchStore, ModelStream, SharedSource, StoreSource, TensorSource
 from ._trainer import Dist, Trainer
 
 Callback = Callable[[int, dict[str, float]], None]
@@ -94,16 +94,13 @@ def train(
                 tcfg, steps=min(20_000, max(MIN_TENSOR_STEPS, math.ceil(5 * n / tcfg.batch_size)))
             )
         data: Any = TensorSource(x, y, tcfg.batch_size, tcfg.seed)
-    elif hasattr(source, "batches"):
+    elif isinstance(source, BatchStore):
         sites = sites or _only_site(source)
         probe = [
             torch.as_tensor(next(iter(source.batches(s, batch_size=1, shuffle=False, seed=0)))) for s in sites
         ]
         d_in, d_out = probe[0].shape[-1], (probe[1].shape[-1] if len(probe) > 1 else None)
-        try:
-            n = len(source)
-        except TypeError:
-            n = None
+        n = len(source) if isinstance(source, Sized) else None
         if n is not None:  # a batch larger than the store could never be served: use the whole store
             tcfg = dataclasses.replace(tcfg, batch_size=min(tcfg.batch_size, n))
         if tcfg.steps is None:
@@ -247,7 +244,7 @@ def _resolve_config(
     return SAEConfig(**fields)
 
 
-def _only_site(store: Any) -> list[str]:
+def _only_site(store: BatchStore) -> list[str]:
     avail = list(getattr(store, "sites", []) or [])
     if len(avail) != 1:
         raise SAEError(
