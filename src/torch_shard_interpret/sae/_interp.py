@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .._render import esc, standalone
-from ..core._result import jsonable
+from ..core._result import fields_dict
 from ..core._tokens import str_tokens
 from ._config import SAEError
 
@@ -75,12 +75,7 @@ class LatentStats:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: every field as lists (per latent, ``[d_sae]`` or ``[d_sae][top_k]``; ``logit_up`` and
         ``logit_down`` as ``[token, value]`` pairs) and ``d_sae``."""
-        return jsonable({
-            "site": self.site, "n_tokens": self.n_tokens, "d_sae": self.d_sae, "frequency": self.frequency,
-            "max_act": self.max_act, "mean_act": self.mean_act, "top_values": self.top_values,
-            "top_index": self.top_index, "hist_counts": self.hist_counts, "tokens": self.tokens,
-            "doc": self.doc, "logit_up": self.logit_up, "logit_down": self.logit_down,
-        })  # fmt: skip
+        return fields_dict(self, exclude={"tokenizer"}, d_sae=self.d_sae)
 
     def to_html(self, latents: Sequence[int] | None = None, title: str | None = None) -> str:
         """One self-contained page with a fragment per latent (default: the 20 most frequent)."""
