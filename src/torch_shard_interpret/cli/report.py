@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from ._bounds import int_in
-from ._common import add_model, add_progress, load_model, progress_for
+from ._common import add_model, add_progress, api_default, load_model, progress_for
 from ._output import add_output, output_dir
 
 HELP = "analyse one prompt and write a self-contained HTML report (lens, DLA, attention, saliency)"
 
 
 def register(subparsers: Any) -> None:
+    from ..report._build import build_report
+
     parser = subparsers.add_parser(
         "report",
         help=HELP,
@@ -36,9 +38,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--top-heads",
         type=int_in(0, 64),
-        default=6,
+        default=api_default(build_report, "top_heads"),
         metavar="N",
-        help="attention patterns of the N heads with the largest |DLA|",
+        help="attention patterns of the N heads with the largest |DLA| (default %(default)s; 0-64)",
     )
     add_progress(parser)
     parser.set_defaults(run=run)
