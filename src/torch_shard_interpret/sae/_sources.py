@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 
 from ._config import SAEError, TrainConfig
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 
 @runtime_checkable
@@ -107,7 +110,7 @@ class StoreSource:
 class ModelStream:
     """Runs the model on batches of texts (one forward for every site) and serves shuffled global batches."""
 
-    def __init__(self, model: Any, texts: list[str], sites: list[str], tcfg: TrainConfig):
+    def __init__(self, model: Model, texts: list[str], sites: list[str], tcfg: TrainConfig):
         self.model, self.texts, self.sites = model, texts, sites
         self.batch, self.context, self.text_batch = tcfg.batch_size, tcfg.context, tcfg.text_batch_size
         self.buffer_rows = self.batch * tcfg.buffer_batches

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .._progress import progress as bar_of
+from ..core._model import Model
 from . import _checkpoint
 from ._config import FEW_STEPS, MIN_TENSOR_STEPS, SAEConfig, SAEError, SAEWarning, TrainConfig
 from ._sae import SAE
@@ -64,8 +65,6 @@ def train(
     (``WORLD_SIZE`` > 1) it trains data-parallel. Warns (``SAEWarning``) when the run is too short to be
     useful or the result reconstructs worse than the mean.
     """
-    from ..core._model import Model
-
     tcfg = _train_config(train_config)
     sites: list[str] = [site] if isinstance(site, str) else list(site or [])
     if not sites and isinstance(sae_config, SAEConfig) and sae_config.hook_name:
@@ -118,7 +117,7 @@ def train(
 
 
 def train_on_model(
-    model: Any,
+    model: Model,
     texts: Sequence[str],
     sites: Sequence[str],
     configs: Sequence[SAEConfig | Mapping[str, Any]] | None = None,
