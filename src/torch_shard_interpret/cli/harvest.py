@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._bounds import float_in, int_in
 from ._common import add_model, add_progress, load_model, progress_for
 from ._fields import add_fields, field_values
 from ._output import add_output, output_dir
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 HELP = "record activations of sites over a text corpus into a sharded on-disk store (for SAEs, probes)"
 BOUNDS = {
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_context(model: Any, context: int | None, name: str) -> None:
+def _check_context(model: Model, context: int | None, name: str) -> None:
     """Refuse a --context longer than the model reads, naming its real limit and where it comes from."""
     from ..core import InputError
 
