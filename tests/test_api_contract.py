@@ -5,6 +5,7 @@ This is the contract acceptance checks rely on: a rename anywhere breaks this fi
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import torch_shard_interpret as tsi
@@ -16,6 +17,15 @@ CORRUPT = "when john and mary went to the store mary gave a drink to"
 
 def _model():
     return tsi.wrap(tiny_hf_model("llama"), tokenizer=tiny_tokenizer())
+
+
+def _greedy(model, prompt, n, interventions):
+    """Greedy decoding by hand: one full run per new token, no KV cache."""
+    ids = model.to_tokens(prompt)  # [1, pos]
+    for _ in range(n):
+        logits = model.run(ids, interventions=interventions).logits  # [1, pos, d_vocab]
+        ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], 1)
+    return model.tokenizer.decode(ids[0, -n:], skip_special_tokens=True)
 
 
 def test_model_surface():
@@ -44,9 +54,12 @@ def test_run_cache_intervene_grad():
         },
     )
     assert not torch.equal(patched.logits, run.logits)
-    with model.intervene({"blocks.1.resid_post": tsi.Add(torch.randn(64), scale=4.0)}):
+    push = {
+        "blocks.1.resid_post": tsi.Add(torch.randn(64, generator=torch.Generator().manual_seed(0)), scale=4.0)
+    }
+    with model.intervene(push):
         text = model.generate("the cat", max_new_tokens=3)
-    assert isinstance(text, str)
+    assert text == _greedy(model, "the cat", 3, push)  # the KV-cached generation = a full run per token
     g = model.run(CLEAN, cache="blocks.*.resid_post", grad=lambda r: r.logits[0, -1, 5])
     assert g.grads["blocks.0.resid_post"].shape == run.cache["blocks.0.resid_post"].shape
     for iv in (
@@ -64,6 +77,7 @@ def test_techniques(tmp_path):
     model = _model()
     mary, john = model.token_id("mary"), model.token_id("john")
     n = model.to_tokens(CLEAN).shape[1]
+    run = model.run(CLEAN)
     lens = tsi.lens.logit_lens(model, CLEAN)
     assert lens.probs.shape == (2, n, 128) and lens.top_tokens() and "<" in lens.to_html()
     tuned = tsi.lens.TunedLens.train(model, [CLEAN, CORRUPT], steps=2, progress=False)
@@ -71,7 +85,10 @@ def test_techniques(tmp_path):
     dla = tsi.attribution.direct_logit_attribution(model, CLEAN, target="mary", baseline=None)
     assert abs(sum(dla.components.values()) + dla.remainder - dla.total) < 1e-4
     ig = tsi.attribution.integrated_gradients(model, CLEAN, target="mary", steps=32)
-    assert ig.attributions.shape == (n,) and isinstance(ig.completeness_error, float)
+    assert ig.attributions.shape == (n,) and ig.f_input == pytest.approx(
+        float(run.logits[0, -1, mary]), rel=1e-4
+    )
+    assert ig.completeness_error == pytest.approx(float(ig.attributions.sum()) - (ig.f_input - ig.f_baseline))
 
     def metric(logits):
         return logits[:, -1, mary] - logits[:, -1, john]
@@ -91,10 +108,9 @@ def test_techniques(tmp_path):
     texts = [f"the {w} is here" for w in ["cat", "dog", "tree", "car"] * 4]
     probes = tsi.probes.fit(model, texts, [i % 2 for i in range(16)], sites="blocks.*.resid_post")
     assert set(probes) == {"blocks.0.resid_post", "blocks.1.resid_post"}
-    assert (
-        0 <= probes["blocks.1.resid_post"].accuracy <= 1
-        and probes["blocks.1.resid_post"].control_accuracy is not None
-    )
+    p = probes["blocks.1.resid_post"]
+    assert 0 <= p.accuracy <= 1 and 0 <= p.control_accuracy <= 1
+    assert p.selectivity == pytest.approx(p.accuracy - p.control_accuracy)
 
 
 def test_store_and_sae(tmp_path):
@@ -119,7 +135,10 @@ def test_store_and_sae(tmp_path):
     assert sae.decode(sae.encode(x)).shape == x.shape and sae(x).shape == x.shape
     small = tsi.sae.train(torch.randn(256, 64), {"kind": "topk", "d_sae": 64, "k": 4}, progress=False)
     assert small.encode(torch.randn(2, 64)).shape == (2, 64)
-    assert tsi.sae.evaluate(model, sae, texts[:2]) is not None
+    res = tsi.sae.evaluate(model, sae, texts[:2])
+    assert (
+        res.n_tokens == sum(model.to_tokens(t).shape[1] for t in texts[:2]) and res.l0 <= 8 and res.fvu >= 0
+    )
     sae.save(tmp_path / "sae")
     assert {p.name for p in (tmp_path / "sae").iterdir()} >= {"cfg.json", "sae_weights.safetensors"}
     assert torch.allclose(tsi.sae.load(tmp_path / "sae")(x), sae(x))

@@ -69,6 +69,15 @@ def test_a_fast_job_prints_at_most_eleven_lines_and_a_resumed_one_counts_from_it
     assert resumed.getvalue() == "again: 10/10 step (100%), 0 s\n"
 
 
+def test_a_job_that_fails_ends_without_a_closing_line(clock):
+    out = NotATerminal()
+    with pytest.raises(ValueError), progress(100, desc="job", unit="step", stream=out) as bar:
+        bar.update(15)  # a line at 10%...
+        bar.update(3)
+        raise ValueError("boom")  # ...and none for the 18 done when it failed: the error is the last word
+    assert out.getvalue().splitlines() == ["job: 15/100 step (15%), 0 s"]
+
+
 def test_sae_training_off_a_terminal_prints_lines_not_bars(capsys):
     acts = torch.randn(256, 16, generator=torch.Generator().manual_seed(0))
     cfg = {"kind": "topk", "d_sae": 32, "k": 4}

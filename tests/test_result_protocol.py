@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import torch_shard_interpret as tsi
-from torch_shard_interpret.core._result import jsonable
+from torch_shard_interpret.core._result import fields_dict, jsonable
 
 EVIL = "<script>alert(1)</script>"
 EVIL_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -75,6 +75,24 @@ def test_jsonable():
         "b": True,
     }
     assert jsonable(torch.tensor(3)) == 3 and jsonable(object()).startswith("<object")
+
+
+def test_fields_dict_is_the_fields_in_order_without_the_excluded_then_the_extra():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Found:
+        site: str
+        values: torch.Tensor
+        tokenizer: object = None
+
+    found = Found("blocks.0.resid_post", torch.tensor([0.5, float("nan")]), tokenizer=object())
+    data = fields_dict(found, exclude={"tokenizer"}, n=2)
+    assert list(data) == ["site", "values", "n"] and data["values"] == [0.5, None]
+    probe = tsi.probes.ProbeResult("s", "classification", 0.75, 0.5, torch.zeros(2, 3), torch.zeros(2))
+    assert probe.to_dict()["selectivity"] == 0.25 and "weights" in probe.to_dict()
+    with pytest.raises(TypeError, match="needs a dataclass instance, not dict"):
+        fields_dict({"site": "s"})
 
 
 # ---- one small result of each kind ---------------------------------------------------------------

@@ -9,7 +9,8 @@
 
 When stderr is not a terminal (CI logs, pipes, notebooks' captured output) the bar prints a plain line
 (``train SAE: 120/500 step (24%), 31 s  loss 0.12``) at each further 10% of the work, or after 10 s
-without one, instead of hundreds of carriage-return updates; and a last line when it closes.
+without one, instead of hundreds of carriage-return updates; and a last line when it closes (not when the
+``with`` block it closes ends in an error).
 A leaf module: it imports nothing of ours; tqdm is optional.
 """
 
@@ -102,6 +103,12 @@ class _Lines(_Silent):
             self._closed = True
             if self.n != self._last_n:
                 self._emit(time.monotonic())
+
+    def __exit__(self, exc_type: object = None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # a job that failed: its error is the last word, not one more progress line
+            self._closed = True
 
 
 def progress(

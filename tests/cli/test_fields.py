@@ -137,6 +137,8 @@ def test_no_default_model_or_preloaded_alias_outside_common():
 
 def _api_defaults():
     from torch_shard_interpret import anomaly, circuits, diff, lens, patching, probes, steering
+    from torch_shard_interpret.report._build import build_report
+    from torch_shard_interpret.serve import create_app
     from torch_shard_interpret.vision import _report
 
     sv = steering.SteeringVector
@@ -150,6 +152,7 @@ def _api_defaults():
         ("patch", "sites", patching.activation_patching, "sites"),
         ("patch", "direction", patching.activation_patching, "direction"),
         ("lens", "steps", lens.TunedLens.train, "steps"), ("vision-report", "steps", _report.build, "vis_steps"),
+        ("report", "top_heads", build_report, "top_heads"), ("serve", "vision_model", create_app, "vision_model"),
     ]  # fmt: skip
 
 

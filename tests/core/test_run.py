@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -125,3 +127,18 @@ def test_gpt2_runs_too():
     )
     assert run.cache["blocks.0.attn.z"][:, :, 2].abs().sum() == 0
     assert run.cache["blocks.1.attn.z"].shape == (1, 5, 4, 16)
+
+
+def test_a_glob_that_skips_attention_patterns_says_so_once():
+    model = tsi.wrap(tiny_hf_model("llama"), tokenizer=tiny_tokenizer())
+    assert model.attention == "sdpa"
+    with pytest.warns(
+        UserWarning, match=r"'blocks\.\*' leaves out the 4 site\(s\) that need eager attention"
+    ) as said:
+        run = model.run("the cat", cache="blocks.*")
+    assert len(said) == 1 and "set_attention('eager')" in str(said[0].message)
+    assert "blocks.0.attn.pattern" not in run.cache and "blocks.0.resid_post" in run.cache
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second time: nothing
+        model.run("the cat", cache="blocks.*.attn.*")
+        model.run("the cat", cache="blocks.*.resid_post")

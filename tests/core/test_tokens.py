@@ -15,8 +15,6 @@ from torch_shard_interpret.testing import tiny_hf_model, tiny_tokenizer
 
 PROMPT = "when mary and john went to the store john gave a drink to"
 SRC = Path(tsi.__file__).parent
-# Files that still decode ids their own way, each with the change that removes it (may only shrink).
-NOT_YET = {"serve/_compute.py"}  # JSON of results field by field; goes with result.to_dict() (issue 11 §2)
 
 
 @pytest.fixture
@@ -75,15 +73,19 @@ def test_token_id_errors_teach(model):
         lens.prob("mary john")
 
 
-def test_the_copies_are_gone():
+def test_nothing_outside_core_decodes_ids_itself():
+    """Token text comes from ``Model.str_tokens`` (or ``core/_tokens.py``): no other file decodes ids."""
     assert not hasattr(_logit, "str_tokens") and not hasattr(_common, "str_tokens")
-    own_way = re.compile(r"convert_ids_to_tokens|\.decode\(\[|add_special_tokens=False\)\[\"input_ids\"\]\n")
+    own_way = re.compile(
+        r"convert_ids_to_tokens|\.decode\(\[|\b(tokenizer|tok)\.(batch_)?decode\("
+        r"|add_special_tokens=False\)\[\"input_ids\"\]\n"
+    )
     found = {
         str(p.relative_to(SRC))
         for p in SRC.rglob("*.py")
-        if p.name != "_tokens.py" and own_way.search(p.read_text(encoding="utf-8"))
+        if p.parent.name != "core" and own_way.search(p.read_text(encoding="utf-8"))
     }
-    assert found <= NOT_YET, f"token lookup outside core/_tokens.py: {sorted(found - NOT_YET)}"
+    assert found == set(), f"ids decoded outside core/: {sorted(found)}"
 
 
 def test_a_minimal_tokenizer_reads_through_its_decode_or_as_ids():

@@ -182,8 +182,14 @@ def test_attribution_patching_is_the_linear_estimate(model, metric):
         torch.testing.assert_close(est.raw[i], want, atol=1e-5, rtol=1e-4)
     # The first-order estimate is exact at the embedding when the model is linear there... not here; it
     # still points the same way as exact patching on the cells that matter.
-    assert est.correlation(exact) > 0.3
-    assert est.correlation(est) == pytest.approx(1.0)
+    r = est.correlation(exact)
+    assert r > 0.3
+    pairs = torch.stack([est.effects.flatten(), exact.effects.flatten()]).double()
+    assert r == pytest.approx(float(torch.corrcoef(pairs)[0, 1]), abs=1e-9)  # Pearson over every cell
+    assert est.correlation(3 * exact.effects.double() + 1) == pytest.approx(
+        r, abs=1e-9
+    )  # blind to scale and offset
+    assert est.correlation(-exact.effects) == pytest.approx(-r, abs=1e-9)
     heads = tsi.patching.attribution_patching(
         model, CLEAN, CORRUPT, metric, sites="blocks.*.attn.z", heads=True
     )

@@ -119,3 +119,19 @@ def test_failed_write_leaves_nothing(tiny, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "No space left" in err[0]
     assert _files(out) == []
+
+
+def test_write_report_writes_the_file_whole_and_refuses_a_file_as_folder(tmp_path):
+    html = "<!doctype html><p>r\u00e9sum\u00e9</p>"
+    path = tsi.report.write_report(html, tmp_path / "new" / "dir")
+    assert path == tmp_path / "new" / "dir" / "report.html" and path.read_text(encoding="utf-8") == html
+    assert (
+        _files(tmp_path) == [path] and oct(path.stat().st_mode & 0o777) == "0o644"
+    )  # shareable, no temp left
+    tsi.report.write_report("<p>second</p>", path.parent)  # replaced in place
+    assert path.read_text() == "<p>second</p>" and _files(tmp_path) == [path]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(tsi.report.ReportOutputError):
+        tsi.report.write_report(html, blocker)
+    assert blocker.read_text() == "x"

@@ -50,6 +50,21 @@ def test_shapes_and_unit_norm_decoder(kind):
         sae.encode(torch.randn(3, 7))
 
 
+def test_topk_keeps_only_the_positive_values_among_the_k_largest():
+    """k = 4 selected, but only latents 3 and 7 have positive pre-activations: the other two selected are 0."""
+    sae = SAE(d_in=16, d_sae=40, kind="topk", k=4)
+    with torch.no_grad():
+        sae.b_enc.fill_(-100.0)  # every latent far below zero...
+        sae.b_enc[[3, 7]] = 100.0  # ...but two far above
+    x = torch.randn(6, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        z, out = sae.encode(x), sae(x)
+    assert float(z.min()) == 0.0 and (z[:, [3, 7]] > 50).all()
+    assert (z != 0).sum(-1).tolist() == [2] * 6
+    torch.testing.assert_close(out, z[:, [3, 7]] @ sae.W_dec[[3, 7]].detach() + sae.b_dec.detach())
+    # (the sparse forward drops the non-positive selected values too)
+
+
 def test_sparse_topk_gradients_match_dense_reference():
     torch.manual_seed(0)
     sae = SAE(d_in=12, d_sae=30, kind="topk", k=5).double()

@@ -110,6 +110,9 @@ def test_lens(client, tiny_model):
     assert len(data["value"]) == n_layers and len(data["value"][0]) == n_pos
     assert data["value"][-1][-1] == pytest.approx(float(res.prob()[-1, -1]), abs=1e-4)
     assert data["top"][0][0][0]["token"] == res.top_tokens(1)[0][0][0][0]
+    # the last layer's lens is the model's own output distribution
+    own = tiny_model.run(PROMPT).logits[0, -1].float().softmax(-1)[tiny_model.token_id("good")]
+    assert data["value"][-1][-1] == pytest.approx(float(own), abs=1e-4)
 
 
 def test_attention(client, tiny_model):
@@ -138,7 +141,10 @@ def test_dla(client, tiny_model):
     assert data["total"] == pytest.approx(res.total, abs=1e-4)
     assert len(data["heads"]) == res.heads.shape[0] and len(data["heads"][0]) == res.heads.shape[1]
     assert sum(data["components"].values()) + data["remainder"] == pytest.approx(data["total"], abs=1e-3)
-    assert data["label"] == res.label
+    assert data["label"] == res.label == "logit('dog') - logit('cat')"
+    logits = tiny_model.run(PROMPT).logits[0, -1]  # the total is the model's own logit difference
+    dog, cat = tiny_model.token_id("dog"), tiny_model.token_id("cat")
+    assert data["total"] == pytest.approx(float(logits[dog] - logits[cat]), abs=1e-4)
 
 
 def test_generate(client, tiny_model):
@@ -202,6 +208,15 @@ def test_patch_sync_matches_python_api(client, tiny_model):
     )
     assert data["sites"] == res.sites
     assert torch.allclose(torch.tensor(data["effects"]), res.effects, atol=1e-3)
+    assert data["metric"] == "logit('mary') - logit('john')"
+    clean_logits = tiny_model.run(body["clean"]).logits[0, -1]
+    assert data["clean_metric"] == pytest.approx(float(clean_logits[m] - clean_logits[j]), abs=1e-4)
+    # at block 0 the residual stream is the embedding: where both prompts have the same token, patching the
+    # clean one in changes nothing
+    words = zip(body["clean"].split(), body["corrupt"].split(), strict=True)
+    same = [p for p, (a, b) in enumerate(words) if a == b]
+    assert len(data["effects"][0]) == len(body["clean"].split())  # one column per word: no BOS
+    assert same and all(abs(data["effects"][0][p]) < 1e-6 for p in same)
 
 
 def test_patch_job_progress(client):

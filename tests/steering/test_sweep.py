@@ -28,21 +28,23 @@ def test_sweep_recomputes_the_vector_per_layer(model):
         seen.append(site)
         return SteeringVector.from_contrast(m, POS, NEG, site=site)
 
-    res = sweep(
-        model,
-        builder,
-        PROMPTS,
-        layers=[0, 1],
-        scales=[0.0, 8.0],
-        metric=len,
-        max_new_tokens=3,
-        progress=False,
-    )
+    def words(text):  # the metric: words in a prompt's continuation
+        return float(len(text.split()))
+
+    res = sweep(model, builder, PROMPTS, layers=[0, 1], scales=[0.0, 8.0], metric=words, max_new_tokens=3,
+                progress=False)  # fmt: skip
     assert seen == ["blocks.0.resid_post", "blocks.1.resid_post"]
     assert res.metric.shape == res.perplexity.shape == (2, 2)
     assert len(res.texts[(1, 8.0)]) == 2
+    # each cell's metric is the mean over the prompts of words() of that cell's continuations
+    for i, layer in enumerate(res.layers):
+        for j, scale in enumerate(res.scales):
+            texts = res.texts[(layer, scale)]
+            assert float(res.metric[i, j]) == pytest.approx(sum(map(words, texts)) / len(texts))
+    assert res.baseline_metric == pytest.approx(sum(map(words, res.baseline_texts)) / len(PROMPTS))
     # scale 0 changes nothing: its cells equal the baseline
     assert res.texts[(0, 0.0)] == res.baseline_texts
+    assert float(res.metric[0, 0]) == pytest.approx(res.baseline_metric)
     assert float(res.perplexity[1, 0]) == pytest.approx(res.baseline_perplexity, rel=1e-4)
     assert float(res.metric[0, 0]) == pytest.approx(res.baseline_metric)
     assert res.vector_norms[0] != res.vector_norms[1]

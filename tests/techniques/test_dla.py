@@ -103,3 +103,12 @@ def test_real_model_ioi():
     assert abs(dla.remainder) < 1e-3
     lens = tsi.lens.logit_lens(model, IOI, target=" Mary", positions=[-1])
     assert int(lens.rank()[-1, 0]) == 0
+
+
+def test_top_components_are_the_largest_by_absolute_value_in_order():
+    dla = tsi.attribution.direct_logit_attribution(_model("llama"), PROMPT, target=" mary", baseline=" john")
+    by_size = sorted(dla.components.items(), key=lambda kv: abs(kv[1]), reverse=True)
+    assert dla.top_components(3) == by_size[:3]
+    assert dla.top_components(len(by_size) + 5) == by_size  # k past the end: all of them
+    sizes = [abs(v) for _, v in dla.top_components()]
+    assert len(sizes) == 5 and sizes == sorted(sizes, reverse=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..core._errors import AdapterError
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 
 def _is_conv1d(module: nn.Module) -> bool:
@@ -23,7 +26,7 @@ def linear_weight_in_out(module: nn.Module) -> torch.Tensor:
     return weight if _is_conv1d(module) else weight.T
 
 
-def head_output_weights(model: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def head_output_weights(model: Model | nn.Module, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(W_O, b_O)`` of block ``layer``'s attention output projection.
 
     ``W_O`` is ``[n_heads, d_head, d_model]``: head ``h`` writes ``z[..., h, :] @ W_O[h]`` into the
@@ -36,6 +39,8 @@ def head_output_weights(model: Any, layer: int) -> tuple[torch.Tensor, torch.Ten
 
         model = wrap(model)
     o_proj = model.block_modules(layer)["o_proj"]
+    if o_proj is None:
+        raise AdapterError(f"this model's adapter names no attention output projection in block {layer}")
     site = model.site(f"blocks.{layer}.attn.z")
     n_heads = site.n_heads or model.cfg.n_heads
     if not n_heads:

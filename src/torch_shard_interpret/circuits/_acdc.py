@@ -17,7 +17,7 @@ that is also the circuit found: ``.mask``, ``.edges``, ``.nodes``, ``.circuit`` 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -30,6 +30,9 @@ from ._engine import capture, patched_logits
 from ._graph import CircuitError, Graph
 from ._graph import graph as build_graph
 from ._inputs import Metric, metric_rows, pairs, rows_per_forward
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 
 class AcdcResult(ScoredGraph):
@@ -91,7 +94,7 @@ class _Evaluator:
     """Mean metric over every prompt group of a batch of circuits (rows of a ``[K, E]`` bool mask)."""
 
     def __init__(
-        self, model: Any, g: Graph, clean: Any, corrupt: Any, metric: Metric, batch_size: int | None
+        self, model: Model, g: Graph, clean: Any, corrupt: Any, metric: Metric, batch_size: int | None
     ):
         self.model, self.g, self.metric = model, g, metric
         self.lay = layout(model, g)
@@ -122,7 +125,7 @@ class _Evaluator:
 
 
 def acdc(
-    model: Any,
+    model: Model,
     clean: Any,
     corrupt: Any,
     metric: Metric,

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ._graph import CircuitError, Graph
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 _SEPARATE = (("q_proj", "k_proj", "v_proj"), ("query", "key", "value"), ("q", "k", "v"), ("wq", "wk", "wv"))
 _FUSED = ("c_attn", "qkv_proj", "Wqkv", "qkv")
@@ -109,7 +112,7 @@ def call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module(x)
 
 
-def layout(model: Any, graph: Graph) -> Layout:
+def layout(model: Model, graph: Graph) -> Layout:
     """The (cached) layout of ``model``."""
     found = _LAYOUTS.get(model.module)
     if found is not None and found.graph.edges == graph.edges:
@@ -148,7 +151,7 @@ def layout(model: Any, graph: Graph) -> Layout:
     return out
 
 
-def _absolute(model: Any, path: str | None) -> str | None:
+def _absolute(model: Model, path: str | None) -> str | None:
     if path is None:
         return None
     from ..adapters._base import find_module  # names only: adapters sit below techniques

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -31,6 +31,9 @@ from ..core._result import jsonable
 from ._graph import CircuitError
 from ._replacement import Replacement
 from ._transcoders import transcoders as as_transcoders
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 
 @dataclass
@@ -221,7 +224,7 @@ def _top_logits(logits: torch.Tensor, max_logits: int, logit_prob: float) -> tup
 
 
 def attribution_graph(
-    model: Any,
+    model: Model,
     prompt: Any,
     transcoders: Any,
     max_logits: int = 10,
@@ -306,7 +309,7 @@ def _rows(rep: Replacement, rows: list[int], features, activations, logit_g, N: 
     return out
 
 
-def _ids(model: Any, prompt: Any) -> torch.Tensor:
+def _ids(model: Model, prompt: Any) -> torch.Tensor:
     if isinstance(prompt, str):
         if not prompt:
             raise CircuitError("the prompt is empty; give a text or token ids")

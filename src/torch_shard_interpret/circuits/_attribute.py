@@ -13,7 +13,7 @@ Scores estimate ``m(edge patched from the counterfactual) - m(clean)``, averaged
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,11 +26,14 @@ from ._graph import CircuitError, Graph
 from ._graph import graph as build_graph
 from ._inputs import Metric, metric_rows, pairs, rows_per_forward, scalar
 
+if TYPE_CHECKING:
+    from ..core._model import Model
+
 METHODS = ("eap", "eap-ig", "patching", "acdc")
 
 
 def attribute(
-    model: Any,
+    model: Model,
     clean: Any,
     corrupt: Any,
     metric: Metric,
@@ -200,7 +203,7 @@ def _interpolation(stage: tuple | None, corr: Any, alpha: float) -> dict[str, An
 
 
 def exact_effects(
-    model: Any,
+    model: Model,
     lay: Any,
     clean: torch.Tensor,
     corrupt: torch.Tensor,

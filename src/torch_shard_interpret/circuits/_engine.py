@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..core._interventions import Fn
 from ._arch import Layout, call
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 
 @dataclass
@@ -67,7 +70,7 @@ def as_sources(lay: Layout, cache: Any) -> Sources:
     )
 
 
-def capture(model: Any, lay: Layout, ids: torch.Tensor, interventions: dict | None = None):
+def capture(model: Model, lay: Layout, ids: torch.Tensor, interventions: dict | None = None):
     """One plain forward: ``(Sources, logits)``."""
     run = model.run(ids, cache=source_sites(lay), interventions=interventions)
     return as_sources(lay, run.cache), run.logits
@@ -81,7 +84,7 @@ def _clone(value: torch.Tensor, ctx: Any) -> torch.Tensor:
 
 
 def grad_chunks(
-    model: Any, lay: Layout, ids: torch.Tensor, scalar: Callable, interventions: dict | None = None
+    model: Model, lay: Layout, ids: torch.Tensor, scalar: Callable, interventions: dict | None = None
 ) -> tuple[Sources, Iterator[tuple[list[int], torch.Tensor]]]:
     """One forward and one backward: the sources, and d scalar / d (each destination's input) one projection
     (or MLP, or logits) at a time, as ``(destination indices, [n, p, k, d] float32)``, so that no
@@ -285,7 +288,9 @@ class Patcher:
         return fn
 
 
-def patched_logits(model: Any, lay: Layout, ids: torch.Tensor, ref: Sources, A: torch.Tensor) -> torch.Tensor:
+def patched_logits(
+    model: Model, lay: Layout, ids: torch.Tensor, ref: Sources, A: torch.Tensor
+) -> torch.Tensor:
     """Logits ``[K * n, p, V]`` of the prompts ``ids`` ([n, p]) under each of the ``K`` ablation matrices."""
     patcher = Patcher(lay, ref, A, ids.shape[0])
     rep = ids.repeat(A.shape[0], 1)

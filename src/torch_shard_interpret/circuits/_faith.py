@@ -9,7 +9,7 @@ edge patched. Many circuits are evaluated in one batched forward.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,6 +20,9 @@ from ._circuit import Circuit, ScoredGraph
 from ._engine import Sources, capture, patched_logits
 from ._graph import CircuitError, Graph
 from ._inputs import Metric, metric_rows, pairs, rows_per_forward
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 ABLATIONS = ("patch", "mean", "zero")
 FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # MIB's edge fractions
@@ -59,7 +62,7 @@ class Faithfulness(float):
         return f"Faithfulness({float(self):.4f}, ablation={self.ablation!r})"
 
 
-def reference(model: Any, lay: Any, clean: torch.Tensor, corrupt: torch.Tensor, ablation: str) -> Sources:
+def reference(model: Model, lay: Any, clean: torch.Tensor, corrupt: torch.Tensor, ablation: str) -> Sources:
     if ablation not in ABLATIONS:
         raise CircuitError(f"ablation must be one of {', '.join(ABLATIONS)}, not {ablation!r}")
     corr, _ = capture(model, lay, corrupt)
@@ -72,7 +75,7 @@ def reference(model: Any, lay: Any, clean: torch.Tensor, corrupt: torch.Tensor, 
 
 
 def circuit_metrics(
-    model: Any,
+    model: Model,
     masks: torch.Tensor,
     g: Graph,
     clean: Any,
@@ -102,7 +105,7 @@ def circuit_metrics(
     return out / total, full / total
 
 
-def _check(model: Any, circuit: Circuit) -> Graph:
+def _check(model: Model, circuit: Circuit) -> Graph:
     from ._graph import graph as build_graph
 
     g = build_graph(model)
@@ -122,7 +125,7 @@ def _normalise(m: float, full: float, empty: float) -> float:
 
 
 def faithfulness(
-    model: Any, circuit: Circuit, clean: Any, corrupt: Any, metric: Metric, ablation: str = "patch"
+    model: Model, circuit: Circuit, clean: Any, corrupt: Any, metric: Metric, ablation: str = "patch"
 ) -> Faithfulness:
     """``(m(C) - m(empty)) / (m(M) - m(empty))``: 1 = the circuit alone restores the model, 0 = nothing."""
     g = _check(model, circuit)
@@ -173,7 +176,7 @@ def _area(x: list[float], y: list[float]) -> float:
 
 
 def faithfulness_curve(
-    model: Any,
+    model: Model,
     graph: ScoredGraph,
     clean: Any,
     corrupt: Any,
@@ -231,7 +234,7 @@ def _page(title: str, rows: list[tuple[str, str]], extra: str = "") -> str:
 
 
 def isolation(
-    model: Any,
+    model: Model,
     circuit: Circuit,
     clean: Any,
     corrupt: Any,

@@ -11,11 +11,14 @@ parallel blocks: it does not).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..core._errors import TsiError
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 
 class CircuitError(TsiError, ValueError):
@@ -158,7 +161,7 @@ class Graph:
         )
 
 
-def graph(model: Any) -> Graph:
+def graph(model: Model) -> Graph:
     """The edge graph of ``model`` (a ``tsi.Model`` with an adapter), in MIB node names."""
     cfg = model.cfg
     if not cfg.n_layers or not cfg.n_heads:

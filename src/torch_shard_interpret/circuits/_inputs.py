@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ._graph import CircuitError
 
+if TYPE_CHECKING:
+    from ..core._model import Model
+
 Metric = Callable[[torch.Tensor], torch.Tensor]
 HINT = "one value per prompt, e.g. lambda logits: logits[:, -1, mary] - logits[:, -1, john]"
 
 
-def _ids(model: Any, x: Any, what: str) -> list[torch.Tensor]:
+def _ids(model: Model, x: Any, what: str) -> list[torch.Tensor]:
     if isinstance(x, str):
         x = [x]
     if torch.is_tensor(x):
@@ -26,7 +29,7 @@ def _ids(model: Any, x: Any, what: str) -> list[torch.Tensor]:
     )
 
 
-def pairs(model: Any, clean: Any, corrupt: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def pairs(model: Model, clean: Any, corrupt: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``[(clean [n, p], corrupt [n, p])]``, one entry per prompt length, in the order given."""
     c, k = _ids(model, clean, "clean"), _ids(model, corrupt, "corrupt")
     if len(c) != len(k):

@@ -11,7 +11,7 @@ gradients through this map are *direct* effects. At the prompt itself the map re
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from torch import nn
 from ._arch import call, layout
 from ._graph import CircuitError
 from ._graph import graph as build_graph
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 
 class FrozenNorm:
@@ -66,7 +69,7 @@ def _linear_part(module: nn.Module, u: torch.Tensor) -> torch.Tensor:
 class Replacement:
     """One prompt (``ids`` [1, p]) through the frozen model with transcoders ``{layer: Transcoder}``."""
 
-    def __init__(self, model: Any, ids: torch.Tensor, tcs: dict[int, Any]):
+    def __init__(self, model: Model, ids: torch.Tensor, tcs: dict[int, Any]):
         g = build_graph(model)
         lay = layout(model, g)
         self.model, self.lay, self.g = model, lay, g

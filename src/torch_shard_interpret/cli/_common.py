@@ -1,5 +1,5 @@
 """What every subcommand shares: the default model, the ``--model`` option, the registry of preloaded models
-used instead of loading, and the loader."""
+used instead of loading, the loader, and the ``--no-progress`` option of subcommands that do long work."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 
 from ..loading._embedded import NAME as DEFAULT_MODEL
 
-__all__ = ["DEFAULT_MODEL", "PRELOADED", "add_model", "api_default", "load_model"]
+__all__ = [
+    "DEFAULT_MODEL", "PRELOADED", "add_model", "add_progress", "api_default", "load_model", "progress_for",
+]  # fmt: skip
 
 # name -> an already wrapped tsi.Model (or, for `tsi vision-report`, an image model), used instead of loading
 # by every subcommand; the one way tests and notebooks hand a model to the command line:
@@ -21,6 +23,20 @@ def add_model(parser: Any, default: str | None = DEFAULT_MODEL, what: str = "mod
     """The ``--model`` option (a name from ``tsi models``, or the path of a local model folder)."""
     shown = f"default {default}" if default else "default: see below"
     parser.add_argument("--model", default=default, help=f"{what} name or path ({shown})")
+
+
+def add_progress(parser: Any) -> None:
+    """The ``--no-progress`` option of a subcommand that does long work; read it with ``progress_for(args)``."""
+    parser.add_argument(
+        "--no-progress", action="store_true",
+        help="no progress on stderr (by default a bar on a terminal, else a line every 10%% or 10 s)",
+    )  # fmt: skip
+
+
+def progress_for(args: Any) -> bool:
+    """The ``progress=`` every long API call of a subcommand gets: on unless ``--no-progress``. Whether stderr is a
+    terminal is left to the library's bar (``_progress.progress``), which prints plain lines off one."""
+    return not args.no_progress
 
 
 def api_default(func: Callable[..., Any], name: str) -> Any:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import DEFAULT_MODEL, add_model, api_default
+from ._common import DEFAULT_MODEL, add_model, add_progress, api_default, progress_for
 from ._output import add_output, output_dir, output_file
 
 HELP = "fit an anomaly detector on trusted texts, then score new texts (higher = more anomalous)"
@@ -39,6 +38,7 @@ def register(subparsers: Any) -> None:
     add_output(
         fit, "--out", required=True, metavar="DIR", help="folder for detector.json + detector.safetensors"
     )
+    add_progress(fit)
     fit.set_defaults(run=run_fit)
     score = sub.add_parser("score", help="score texts with a saved detector (or AUROC/AP with --anomalous)")
     score.add_argument("detector_dir", metavar="DIR", help="a folder written by `tsi anomaly fit`")
@@ -81,7 +81,7 @@ def run_fit(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
     det = fit(model, texts, sites=sites, detector=args.detector, anomalous_data=anomalous, reduce=args.reduce,
-              progress=sys.stderr.isatty())  # fmt: skip
+              progress=progress_for(args))  # fmt: skip
     det.meta.update(model=args.model, n_trusted=len(texts))
     with out.writing() as folder:
         det.save(folder)

@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Any
 
+from ._common import add_progress, progress_for
 from ._output import add_output, output_dir
 
 HELP = "score every tool against ground-truth models (the scoreboard)"
@@ -25,7 +26,7 @@ def register(subparsers: Any) -> None:
         help="only these tools (e.g. sae.topk attribution.ig; 'sae' = sae.*)",
     )
     add_output(parser, "--out", metavar="DIR", help="write DIR/scoreboard.json and DIR/scoreboard.html")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress(parser)
     parser.set_defaults(run=run)
 
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     out = output_dir(args, "out") if args.out else None
     from ..bench import run as bench_run
 
-    board = bench_run("quick" if args.quick else "full", tools=args.tools, progress=not args.no_progress)
+    board = bench_run("quick" if args.quick else "full", tools=args.tools, progress=progress_for(args))
     print(board.summary())
     if out is not None:
         with out.writing() as folder:

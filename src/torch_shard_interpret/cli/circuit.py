@@ -12,7 +12,7 @@ from typing import Any
 
 from .._io import atomic_write
 from ._bounds import int_in
-from ._common import add_model, api_default, load_model
+from ._common import add_model, add_progress, api_default, load_model, progress_for
 from ._output import add_output, output_dir
 
 HELP = "find a circuit (EAP, EAP-IG, exact edge patching or ACDC) and write MIB circuit JSON and an HTML view"
@@ -63,6 +63,7 @@ def register(subparsers: Any) -> None:
         "--no-curve", action="store_true", help="skip the faithfulness curve (10 fractions, batched)"
     )
     add_output(p, "--out", required=True, metavar="DIR", help="output directory (must be empty or new)")
+    add_progress(p)
     p.set_defaults(run=run)
 
 
@@ -91,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
         return logits[:, -1, right] - logits[:, -1, wrong]
 
     scored = tsi.circuits.attribute(
-        model, args.clean, args.corrupt, metric, method=args.method, steps=args.steps, tau=args.tau
-    )
+        model, args.clean, args.corrupt, metric, method=args.method, steps=args.steps, tau=args.tau,
+        progress=progress_for(args),
+    )  # fmt: skip
     if isinstance(scored, tsi.circuits.AcdcResult):
         circuit = scored.circuit
     else:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from ._common import api_default
+from ._common import add_progress, api_default, progress_for
 from ._output import add_output, output_dir
 
 HELP = "compare two models of one architecture on texts: divergence per site, logit lens, crosscoder latents"
@@ -32,6 +31,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--d-latent", type=int, help="crosscoder width (default 4 x d_model)")
     parser.add_argument("--k", type=int, default=16, help="BatchTopK: active latents per row on average (16)")
     parser.add_argument("--steps", type=int, default=500, help="crosscoder training steps (500; 0 skips it)")
+    add_progress(parser)
     parser.set_defaults(run=run)
 
 
@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     texts = read_texts(args.data)
     a, b = load_variant(args.model_a), load_variant(args.model_b)
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
-    bar = sys.stderr.isatty()
-    d = compare(a, b, texts, sites=sites, progress=bar)
+    d = compare(a, b, texts, sites=sites, progress=progress_for(args))
     print(f"{'site':28s} {'divergence':>12s} {'lens KL':>10s}")
     for s, v in d.divergence.items():
         print(f"{s:28s} {v:12.4g} {d.lens_kl.get(s, float('nan')):10.4g}")
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         site = args.site or f"blocks.{(a.cfg.n_layers or 2) // 2}.resid_post"
         width = args.d_latent or 4 * (a.cfg.d_model or 64)
         cc = train_crosscoder(a, b, texts, site=site, d_latent=width, k=args.k, steps=args.steps,
-                              batch_size=1024, progress=bar)  # fmt: skip
+                              batch_size=1024, progress=progress_for(args))  # fmt: skip
         print(f"crosscoder at {site}: {cc.counts()}  FVE A {cc.fve['a']:.3f} B {cc.fve['b']:.3f}")
     if out is not None:
         title = f"{args.model_a} vs {args.model_b}"

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._bounds import float_in, int_in
-from ._common import add_model, load_model
+from ._common import add_model, add_progress, load_model, progress_for
 from ._fields import add_fields, field_values
 from ._output import add_output, output_dir
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 HELP = "record activations of sites over a text corpus into a sharded on-disk store (for SAEs, probes)"
 BOUNDS = {
@@ -42,7 +44,7 @@ def register(subparsers: Any) -> None:
 
     add_fields(parser, HarvestConfig, bounds=BOUNDS, choices={"dtype": DTYPE_NAMES}, title="HarvestConfig")
     parser.add_argument("--resume", action="store_true", help="continue a stopped harvest into --out")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress(parser)
     parser.set_defaults(run=run)
 
 
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     with out.writing() as folder:
         store = harvest(
             model, args.data, sites=sites, path=folder, resume=args.resume,
-            progress=not args.no_progress and sys.stderr.isatty(), **config.harvest_kwargs(),
+            progress=progress_for(args), **config.harvest_kwargs(),
         )  # fmt: skip
     dt = time.perf_counter() - t0
     size = sum(s["bytes"] for s in store.shards)
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_context(model: Any, context: int | None, name: str) -> None:
+def _check_context(model: Model, context: int | None, name: str) -> None:
     """Refuse a --context longer than the model reads, naming its real limit and where it comes from."""
     from ..core import InputError
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from .._io import atomic_write
 from ._bounds import int_in, read_text
-from ._common import add_model, api_default, load_model
+from ._common import add_model, add_progress, api_default, load_model, progress_for
 from ._output import add_output, output_dir
 
 HELP = "show the logit lens (or a tuned lens) of a prompt, or train a tuned lens"
@@ -48,6 +48,7 @@ def register(subparsers: Any) -> None:
         default=api_default(TunedLens.train, "steps"),
         help="training steps for --train (default %(default)s; 1-100000)",
     )
+    add_progress(parser)
     parser.set_defaults(run=run)
 
 
@@ -90,7 +91,7 @@ def _train(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     import torch_shard_interpret as tsi
 
-    lens = tsi.lens.TunedLens.train(model, texts, steps=args.steps, progress=sys.stderr.isatty())
+    lens = tsi.lens.TunedLens.train(model, texts, steps=args.steps, progress=progress_for(args))
     with save.writing() as folder:
         lens.save(folder)
     print(

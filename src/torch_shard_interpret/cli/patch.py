@@ -9,7 +9,7 @@ from typing import Any
 
 from .._io import atomic_write, slug
 from ._bounds import int_in
-from ._common import add_model, api_default, load_model
+from ._common import add_model, add_progress, api_default, load_model, progress_for
 from ._output import add_output, output_dir
 
 HELP = "patch clean activations into a corrupt prompt, site by site and position by position (HTML heatmap)"
@@ -67,6 +67,7 @@ def register(subparsers: Any) -> None:
     add_output(
         parser, "--out", metavar="DIR", help="output directory (default reports/patch-<slug-of-clean>)"
     )
+    add_progress(parser)
     parser.set_defaults(run=run)
 
 
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "exact":
         result = activation_patching(
             model, args.clean, args.corrupt, metric, sites=args.sites, heads=args.heads,
-            direction=args.direction, batch_size=args.batch_size,
+            direction=args.direction, batch_size=args.batch_size, progress=progress_for(args),
         )  # fmt: skip
     else:
         if args.batch_size is not None:

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from ._bounds import float_in, int_in, read_text
-from ._common import add_model, api_default, load_model
+from ._common import add_model, add_progress, api_default, load_model, progress_for
 from ._output import add_output, output_file
 
 HELP = "fit linear probes on labelled texts (JSONL with 'text' and 'label') and print accuracy vs control per site"
@@ -49,6 +49,7 @@ def register(subparsers: Any) -> None:
         metavar="PATH",
         help="also write the summary table as HTML (atomically)",
     )
+    add_progress(parser)
     parser.set_defaults(run=run)
 
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     results = fit(
         model, texts, labels, sites=sites, position=_position(args.position), task=args.task,
-        val_fraction=args.val_fraction, seed=args.seed, progress=sys.stderr.isatty(),
+        val_fraction=args.val_fraction, seed=args.seed, progress=progress_for(args),
     )  # fmt: skip
     _print(results, len(texts))
     if html is not None:

@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from ._bounds import int_in
-from ._common import add_model, load_model
+from ._common import add_model, add_progress, api_default, load_model, progress_for
 from ._output import add_output, output_dir
 
 HELP = "analyse one prompt and write a self-contained HTML report (lens, DLA, attention, saliency)"
 
 
 def register(subparsers: Any) -> None:
+    from ..report._build import build_report
+
     parser = subparsers.add_parser(
         "report",
         help=HELP,
@@ -36,10 +38,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--top-heads",
         type=int_in(0, 64),
-        default=6,
+        default=api_default(build_report, "top_heads"),
         metavar="N",
-        help="attention patterns of the N heads with the largest |DLA|",
+        help="attention patterns of the N heads with the largest |DLA| (default %(default)s; 0-64)",
     )
+    add_progress(parser)
     parser.set_defaults(run=run)
 
 
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     out = output_dir(args, "out", path=args.out or default_out_dir(prompt))  # before the slow part
 
     err = Console(stderr=True)
-    with _progress(err) as step:
+    with _progress(err, progress_for(args)) as step:
         with step(f"Loading model {args.model}"):
             model = load_model(args.model)
         data = build_report(
@@ -73,10 +76,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _progress(console: Any) -> Iterator[Any]:
+def _progress(console: Any, enabled: bool) -> Iterator[Any]:
     """A ``step(name)`` context manager showing a spinner per stage (on a terminal only, so that errors
-    and pipes stay clean)."""
-    if not console.is_terminal:
+    and pipes stay clean; never with ``--no-progress``)."""
+    if not enabled or not console.is_terminal:
 
         @contextmanager
         def quiet(_: str) -> Iterator[None]:

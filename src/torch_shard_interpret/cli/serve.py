@@ -8,6 +8,7 @@ import secrets
 import sys
 from typing import Any
 
+from ..vision._zoo import DEFAULT as DEFAULT_VISION_MODEL
 from ._common import add_model, load_model
 
 HELP = (
@@ -61,8 +62,8 @@ def register(subparsers: Any) -> None:
         help="background jobs queued or running at once; more get 429 (default: the server's own limit; 1-1000)",
     )  # fmt: skip
     parser.add_argument(
-        "--vision-model", default="digits-cnn", metavar="NAME",
-        help="the Image tab's model: an embedded vision model (default digits-cnn, loaded on first use) or 'none'",
+        "--vision-model", default=DEFAULT_VISION_MODEL, metavar="NAME",
+        help="the Image tab's model: an embedded vision model (default %(default)s, loaded on first use) or 'none'",
     )  # fmt: skip
     parser.add_argument(
         "--no-attention", action="store_true",

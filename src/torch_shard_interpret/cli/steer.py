@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._bounds import float_in, int_in
 from ._common import add_model, api_default, load_model
 from ._output import add_output, output_file
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 HELP = "build a steering vector from positive/negative texts and compare generations with and without it"
 
@@ -130,7 +133,7 @@ def _position(text: str) -> int | str:
 ZERO_RELATIVE = 1e-4  # a vector this small against the activations it is added to does nothing
 
 
-def _refuse_zero(model: Any, sv: Any, text: str) -> None:
+def _refuse_zero(model: Model, sv: Any, text: str) -> None:
     """Refuse a vector that is (near) zero next to the activations at its site: adding it changes nothing."""
     from ..core import InputError
 

@@ -11,6 +11,7 @@ import textwrap
 from typing import Any
 
 from ._bounds import float_in, int_in
+from ._common import add_progress, progress_for
 from ._fields import add_fields, field_docs, field_values
 from ._output import add_output, output_dir, output_state
 
@@ -71,7 +72,7 @@ def register(subparsers: Any) -> None:
         parser, "--checkpoint-dir", kind="state", metavar="DIR", help="write resumable checkpoints here"
     )
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress(parser)
     add_fields(parser, SAEConfig, exclude=FROM_DATA, bounds=SAE_BOUNDS, choices={"kind": KINDS, "dtype": DTYPES},
                defaults={"d_sae": DEFAULT_D_SAE}, title="SAEConfig: what the SAE is")  # fmt: skip
     add_fields(parser, TrainConfig, bounds=TRAIN_BOUNDS, title="TrainConfig: how it is trained")
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     train_config = TrainConfig(**field_values(args, TrainConfig))
     sae = train(
         source, config, train_config, site=site, checkpoint_dir=args.checkpoint_dir,
-        resume=args.resume, progress=not args.no_progress,
+        resume=args.resume, progress=progress_for(args),
     )  # fmt: skip
     with out.writing() as folder:
         sae.save(folder)

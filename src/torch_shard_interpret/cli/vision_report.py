@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..vision._zoo import DEFAULT as DEFAULT_MODEL
 from ..vision._zoo import NAMES
 from ._bounds import int_in
 from ._common import PRELOADED, add_model, api_default
 from ._output import add_output, output_dir
 
 HELP = "explain an image model's prediction on one image: attributions with sanity checks, Grad-CAM, features"
-DEFAULT_MODEL = NAMES[0]  # the embedded digits CNN
 
 
 def register(subparsers: Any) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from threading import get_ident
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -24,6 +24,9 @@ from ._dtensor import is_dtensor, unshard
 from ._inputs import output_logits
 from ._result import RunResult
 from ._site import Site
+
+if TYPE_CHECKING:
+    from ._model import Model
 
 
 class LeanPlan:
@@ -63,7 +66,7 @@ def lean_plan(sites: Sequence[Site]) -> LeanPlan | None:
     return LeanPlan(sites)
 
 
-def one_site_call(model: Any, site: Site) -> Callable[[torch.Tensor], RunResult | None]:
+def one_site_call(model: Model, site: Site) -> Callable[[torch.Tensor], RunResult | None]:
     """``model.run(x, cache=site.name)`` for one module output recorded whole, with everything bound once; it
     returns None (the caller takes the general lean run) when the module's weight was replaced since."""
     module: nn.Module = model.module
@@ -98,13 +101,13 @@ def one_site_call(model: Any, site: Site) -> Callable[[torch.Tensor], RunResult 
     return call
 
 
-def lean_call(model: Any, x: torch.Tensor, cache: Any, device: torch.device | str | None) -> RunResult:
+def lean_call(model: Model, x: torch.Tensor, cache: Any, device: torch.device | str | None) -> RunResult:
     """``model.run(x, cache=cache)`` of a plain module on one tensor: ``module(x)`` without autograd, recording
     the sites of the plan kept for ``cache`` (``model._run_scoped`` when the sites need the general path).
 
     Written as one function on purpose: on a tiny model each Python call more is a visible share of the run.
     """
-    plans: dict[Any, LeanPlan | None] = model._plans
+    plans: dict[Any, LeanPlan | None] = model._plans  # pyright: ignore[reportPrivateUsage] - Model's own helper
     key: Any = None
     try:
         key = cache if cache is None or isinstance(cache, str) else tuple(cache)
@@ -122,11 +125,11 @@ def lean_call(model: Any, x: torch.Tensor, cache: Any, device: torch.device | st
             and plan.entries[0][1]
             and plan.entries[0][3]
         ):
-            model._one_site[key] = one_site_call(model, model.resolve(key)[0])
+            model._one_site[key] = one_site_call(model, model.resolve(key)[0])  # pyright: ignore[reportPrivateUsage]
     except TypeError:  # an unhashable spec: no plan
         plan = None
     if plan is None:
-        return model._run_scoped(x, cache, device)
+        return model._run_scoped(x, cache, device)  # pyright: ignore[reportPrivateUsage] - Model's own path
     module: nn.Module = model.module
     store: dict[str, torch.Tensor] = {}
     me = get_ident()

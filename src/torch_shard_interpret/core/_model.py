@@ -72,6 +72,7 @@ class Model:
         self._raw: list[str] | None = None
         self._globs: dict[str, list[Site]] = {}
         self._resolved: dict[str, tuple[Site, ...]] = {}
+        self._said_eager = False  # a glob skipped sites that need eager attention, and we said so
         self._plans: dict[Any, LeanPlan | None] = {}  # record-only runs, by cache spec (``_lean.py``)
         self._one_site: dict[str, Callable[[torch.Tensor], RunResult | None]] = {}  # ... of one output site
 
@@ -129,6 +130,15 @@ class Model:
             usable = [s for s in found if self._usable(s)]
             if not usable:  # e.g. only attention patterns without eager attention: say why
                 self._check(found[0])
+            if len(usable) < len(found) and not self._said_eager:  # say it once per model
+                self._said_eager = True
+                skipped = next(s.name for s in found if not self._usable(s))
+                warnings.warn(
+                    f"tsi: {spec!r} leaves out the {len(found) - len(usable)} site(s) that need eager attention "
+                    f"(such as {skipped}) under {self.attention!r} attention; call model.set_attention('eager') "
+                    "to include them (said once per model)",
+                    stacklevel=3,
+                )
             return usable
         out: list[Site] = []
         for item in spec:

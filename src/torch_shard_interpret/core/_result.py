@@ -3,13 +3,15 @@
 
 Every technique's result class has ``to_dict()`` (JSON-safe: lists, floats, strings; no tensors) and
 ``to_html()`` (a standalone page, or a section where the class says so). ``jsonable`` is the one converter
-they share, so that ``json.dumps(result.to_dict(), allow_nan=False)`` always works.
+they share, so that ``json.dumps(result.to_dict(), allow_nan=False)`` always works; ``fields_dict`` is the
+``to_dict()`` of a result dataclass that is its fields plus a few derived values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,3 +64,12 @@ def jsonable(obj: Any) -> Any:
     if callable(tolist):
         return jsonable(tolist())
     return repr(obj)
+
+
+def fields_dict(result: Any, *, exclude: Collection[str] = (), **extra: Any) -> dict[str, Any]:
+    """``jsonable`` of every field of the dataclass instance ``result`` in declaration order (but those named in
+    ``exclude``, such as a tokenizer), followed by ``extra`` (derived values such as a property)."""
+    if not dataclasses.is_dataclass(result) or isinstance(result, type):
+        raise TypeError(f"fields_dict needs a dataclass instance, not {type(result).__name__}")
+    values = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name not in exclude}
+    return jsonable({**values, **extra})

@@ -8,7 +8,7 @@ soft-capping, which the lens does not apply).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import nn
@@ -55,8 +55,12 @@ def unembed(model: Model, resid: torch.Tensor) -> torch.Tensor:
     return head(x).float()
 
 
+@overload
+def as_token_id(model: Model, token: int | str, what: str = ...) -> int: ...
+@overload
+def as_token_id(model: Model, token: int | str | None, what: str = ...) -> int | None: ...
 def as_token_id(model: Model, token: int | str | None, what: str = "target") -> int | None:
-    """A token id from an id or a one-token string (``InputError`` otherwise)."""
+    """A token id from an id or a one-token string (``InputError`` otherwise); ``None`` stays ``None``."""
     if token is None:
         return None
     if isinstance(token, bool) or not isinstance(token, (int, str)) and not torch.is_tensor(token):

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..steering._acts import Position, as_texts, check_position, collect
 from ._linear import ProbeResults, _as_labels, _fit_split, resolve_task, split_plan
 
+if TYPE_CHECKING:
+    from ..core._model import Model
+
 
 def fit(
-    model: Any,
+    model: Model,
     texts: Sequence[str],
     labels: Any,
     sites: str | Sequence[str] = "blocks.*.resid_post",

@@ -15,7 +15,7 @@ import torch
 
 from .._render import esc, standalone
 from ..core._errors import InputError
-from ..core._result import jsonable
+from ..core._result import fields_dict
 
 
 @dataclass
@@ -83,12 +83,7 @@ class ProbeResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: every field (``weights`` and ``bias`` as lists) and the ``selectivity``."""
-        return jsonable({
-            "site": self.site, "task": self.task, "score": self.score, "control_score": self.control_score,
-            "selectivity": self.selectivity, "chance": self.chance, "train_score": self.train_score,
-            "n_train": self.n_train, "n_val": self.n_val, "position": self.position,
-            "classes": self.classes, "weights": self.weights, "bias": self.bias,
-        })  # fmt: skip
+        return fields_dict(self, selectivity=self.selectivity)
 
     def to_html(self) -> str:
         """A self-contained HTML page: this probe's row of the summary table."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._config import SAEError
 from ._sites import site_for
 
+if TYPE_CHECKING:
+    from ..core._model import Model
 
-def _site(model: Any, sae: Any, site: str | None) -> str:
+
+def _site(model: Model, sae: Any, site: str | None) -> str:
     """``site`` or the SAE's own ``hook_name``, as a site of ``model`` (SAELens's TransformerLens names, such
     as ``blocks.3.hook_resid_post``, map to ours)."""
     site = site or sae.cfg.hook_name
@@ -19,7 +22,7 @@ def _site(model: Any, sae: Any, site: str | None) -> str:
     return site_for(model, site)
 
 
-def attach(model: Any, sae: Any, site: str | None = None, name: str = "sae") -> list[str]:
+def attach(model: Model, sae: Any, site: str | None = None, name: str = "sae") -> list[str]:
     """Splice ``sae`` into ``model`` at ``site`` (default ``sae.cfg.hook_name``; TransformerLens hook names as
     SAELens writes them, ``blocks.3.hook_resid_post``, are accepted) under ``name``.
 
@@ -35,6 +38,6 @@ def attach(model: Any, sae: Any, site: str | None = None, name: str = "sae") -> 
     return model.add_splice(_site(model, sae, site), name, sae.encode, sae.decode)
 
 
-def detach(model: Any, sae: Any = None, site: str | None = None, name: str = "sae") -> None:
+def detach(model: Model, sae: Any = None, site: str | None = None, name: str = "sae") -> None:
     """Remove the sites added by ``attach`` (by the SAE's own site, or ``site=``)."""
     model.remove_splice(site_for(model, site) if site else _site(model, sae, None), name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,9 @@ from ..core._interventions import Ablate, Set
 from ..core._result import jsonable
 from ._config import SAEError, SAEWarning
 from ._sites import site_for
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 
 @dataclass
@@ -75,7 +78,7 @@ def _ce(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> tuple
     return float(nll[m].sum()), int(m.sum())
 
 
-def _rows(model: Any, texts: Any, context: int, pack: bool) -> list[torch.Tensor]:
+def _rows(model: Model, texts: Any, context: int, pack: bool) -> list[torch.Tensor]:
     """The inputs as 1-d LongTensors of at most ``context`` tokens each."""
     if torch.is_tensor(texts):
         if texts.is_floating_point() or texts.ndim not in (1, 2):
@@ -132,7 +135,7 @@ def _batches(rows: list[torch.Tensor], batch_size: int, pad: int):
 
 @torch.no_grad()
 def evaluate(
-    model: Any,
+    model: Model,
     sae: Any,
     texts: Any,
     site: str | None = None,

@@ -10,14 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .._render import esc, standalone
-from ..core._result import jsonable
+from ..core._result import fields_dict
 from ..core._tokens import str_tokens
 from ._config import SAEError
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 MAX_NONZERO = 5_000_000  # activation values kept for histograms
 
@@ -75,12 +78,7 @@ class LatentStats:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: every field as lists (per latent, ``[d_sae]`` or ``[d_sae][top_k]``; ``logit_up`` and
         ``logit_down`` as ``[token, value]`` pairs) and ``d_sae``."""
-        return jsonable({
-            "site": self.site, "n_tokens": self.n_tokens, "d_sae": self.d_sae, "frequency": self.frequency,
-            "max_act": self.max_act, "mean_act": self.mean_act, "top_values": self.top_values,
-            "top_index": self.top_index, "hist_counts": self.hist_counts, "tokens": self.tokens,
-            "doc": self.doc, "logit_up": self.logit_up, "logit_down": self.logit_down,
-        })  # fmt: skip
+        return fields_dict(self, exclude={"tokenizer"}, d_sae=self.d_sae)
 
     def to_html(self, latents: Sequence[int] | None = None, title: str | None = None) -> str:
         """One self-contained page with a fragment per latent (default: the 20 most frequent)."""
@@ -92,7 +90,7 @@ class LatentStats:
 
 @torch.no_grad()
 def latent_stats(
-    model: Any,
+    model: Model | None,
     sae: Any,
     texts_or_store: Any,
     site: str | None = None,
@@ -133,6 +131,7 @@ def latent_stats(
                 else torch.ones(x.shape[:2], dtype=torch.bool)
             )
             doc = torch.arange(i, i + len(chunk))[:, None].expand(x.shape[:2])
+            assert run.tokens is not None  # texts always give their token ids
             acc.add(sae.encode(x[keep]), run.tokens[keep], doc[keep])
     stats = acc.finish(site, n_bins, tokenizer)
     if model is not None:
@@ -201,7 +200,7 @@ class _Acc:
         )
 
 
-def _unembedding(model: Any) -> torch.Tensor | None:
+def _unembedding(model: Model) -> torch.Tensor | None:
     module = getattr(model, "module", model)
     get = getattr(module, "get_output_embeddings", None)
     out = get() if callable(get) else None
@@ -209,7 +208,7 @@ def _unembedding(model: Any) -> torch.Tensor | None:
     return w.detach() if torch.is_tensor(w) else None
 
 
-def _logit_effects(model: Any, sae: Any, stats: LatentStats, k: int) -> None:
+def _logit_effects(model: Model, sae: Any, stats: LatentStats, k: int) -> None:
     w_u = _unembedding(model)  # [d_vocab, d_model]
     if w_u is None or w_u.shape[1] != sae.cfg.out_dim:
         return
@@ -293,7 +292,7 @@ def _page(title: str, body: str) -> str:
 
 
 def dashboard(
-    model: Any,
+    model: Model | None,
     sae: Any,
     texts_or_store: Any = None,
     out: str | Path = "sae_dashboard",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,9 @@ from torch import nn
 
 from ._config import SAEConfig, SAEError
 from ._kernels import SparseDecode
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -170,13 +173,13 @@ class SAE(nn.Module):
         return x.to(self.W_enc.dtype)
 
     # ---- models and files ---------------------------------------------------------------------
-    def attach(self, model: Any, site: str | None = None, name: str = "sae") -> list[str]:
+    def attach(self, model: Model, site: str | None = None, name: str = "sae") -> list[str]:
         """Add the sites ``{site}.{name}.latents`` and ``{site}.{name}.error`` to ``model``."""
         from ._attach import attach
 
         return attach(model, self, site=site, name=name)
 
-    def detach(self, model: Any, site: str | None = None, name: str = "sae") -> None:
+    def detach(self, model: Model, site: str | None = None, name: str = "sae") -> None:
         from ._attach import detach
 
         detach(model, self, site=site, name=name)

@@ -8,7 +8,10 @@ has). ``hook_name_for("blocks.3.resid_post")`` is the TransformerLens name SAELe
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 _BLOCK = {  # TransformerLens hook inside blocks.{i} -> our site inside blocks.{i}
     "hook_resid_pre": "resid_pre",
@@ -44,7 +47,7 @@ def tl_to_site(name: str) -> str | None:
     return None
 
 
-def site_for(model: Any, name: str) -> str:
+def site_for(model: Model, name: str) -> str:
     """The site of ``model`` that ``name`` (ours, raw, or a TransformerLens hook name) refers to."""
     known = set(model.sites())
     if name in known:

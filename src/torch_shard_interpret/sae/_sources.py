@@ -12,12 +12,26 @@ exactly the batches an uninterrupted one would; ``state()``/``load_state()`` hol
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 
 from ._config import SAEError, TrainConfig
+
+if TYPE_CHECKING:
+    from ..core._model import Model
+
+
+@runtime_checkable
+class BatchStore(Protocol):
+    """What training reads of an activation store (``tsi.store.ActivationStore``, or any look-alike)."""
+
+    def batches(
+        self, site: str, batch_size: int = ..., shuffle: bool = ..., seed: int = ...
+    ) -> Iterable[Any]:
+        """One epoch over ``site`` in batches ``[batch_size, *shape]`` (tensors, or what ``torch.as_tensor`` reads)."""
+        ...
 
 
 class TensorSource:
@@ -51,12 +65,12 @@ class TensorSource:
 class StoreSource:
     """Batches from ``store.batches(site, batch_size, shuffle=True, seed=seed + epoch)``; full batches only."""
 
-    def __init__(self, store: Any, sites: Sequence[str], batch: int, seed: int):
+    def __init__(self, store: BatchStore, sites: Sequence[str], batch: int, seed: int):
         self.store, self.sites, self.batch, self.seed = store, list(sites), batch, seed
         self.epoch, self.pos = 0, 0
-        self._its: list[Iterator] | None = None
+        self._its: list[Iterator[Any]] | None = None
 
-    def _open(self) -> None:
+    def _open(self) -> list[Iterator[Any]]:
         self._its = [
             iter(self.store.batches(s, batch_size=self.batch, shuffle=True, seed=self.seed + self.epoch))
             for s in self.sites
@@ -64,13 +78,13 @@ class StoreSource:
         for _ in range(self.pos):  # resume: skip what the interrupted run consumed
             for it in self._its:
                 next(it)
+        return self._its
 
     def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         for attempt in range(2):
-            if self._its is None:
-                self._open()
+            its = self._its if self._its is not None else self._open()
             try:
-                parts = [next(it) for it in self._its]  # type: ignore[union-attr]
+                parts = [next(it) for it in its]
                 if parts[0].shape[0] < self.batch:
                     raise StopIteration
             except StopIteration:
@@ -96,7 +110,7 @@ class StoreSource:
 class ModelStream:
     """Runs the model on batches of texts (one forward for every site) and serves shuffled global batches."""
 
-    def __init__(self, model: Any, texts: list[str], sites: list[str], tcfg: TrainConfig):
+    def __init__(self, model: Model, texts: list[str], sites: list[str], tcfg: TrainConfig):
         self.model, self.texts, self.sites = model, texts, sites
         self.batch, self.context, self.text_batch = tcfg.batch_size, tcfg.context, tcfg.text_batch_size
         self.buffer_rows = self.batch * tcfg.buffer_batches

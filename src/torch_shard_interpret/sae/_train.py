@@ -13,17 +13,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .._progress import progress as bar_of
+from ..core._model import Model
 from . import _checkpoint
 from ._config import FEW_STEPS, MIN_TENSOR_STEPS, SAEConfig, SAEError, SAEWarning, TrainConfig
 from ._sae import SAE
-from ._sources import ModelStream, SharedSource, StoreSource, TensorSource
+from ._sources import BatchStore, ModelStream, SharedSource, StoreSource, TensorSource
 from ._trainer import Dist, Trainer
 
 Callback = Callable[[int, dict[str, float]], None]
@@ -64,8 +65,6 @@ def train(
     (``WORLD_SIZE`` > 1) it trains data-parallel. Warns (``SAEWarning``) when the run is too short to be
     useful or the result reconstructs worse than the mean.
     """
-    from ..core._model import Model
-
     tcfg = _train_config(train_config)
     sites: list[str] = [site] if isinstance(site, str) else list(site or [])
     if not sites and isinstance(sae_config, SAEConfig) and sae_config.hook_name:
@@ -94,16 +93,13 @@ def train(
                 tcfg, steps=min(20_000, max(MIN_TENSOR_STEPS, math.ceil(5 * n / tcfg.batch_size)))
             )
         data: Any = TensorSource(x, y, tcfg.batch_size, tcfg.seed)
-    elif hasattr(source, "batches"):
+    elif isinstance(source, BatchStore):
         sites = sites or _only_site(source)
         probe = [
             torch.as_tensor(next(iter(source.batches(s, batch_size=1, shuffle=False, seed=0)))) for s in sites
         ]
         d_in, d_out = probe[0].shape[-1], (probe[1].shape[-1] if len(probe) > 1 else None)
-        try:
-            n = len(source)
-        except TypeError:
-            n = None
+        n = len(source) if isinstance(source, Sized) else None
         if n is not None:  # a batch larger than the store could never be served: use the whole store
             tcfg = dataclasses.replace(tcfg, batch_size=min(tcfg.batch_size, n))
         if tcfg.steps is None:
@@ -121,7 +117,7 @@ def train(
 
 
 def train_on_model(
-    model: Any,
+    model: Model,
     texts: Sequence[str],
     sites: Sequence[str],
     configs: Sequence[SAEConfig | Mapping[str, Any]] | None = None,
@@ -247,7 +243,7 @@ def _resolve_config(
     return SAEConfig(**fields)
 
 
-def _only_site(store: Any) -> list[str]:
+def _only_site(store: BatchStore) -> list[str]:
     avail = list(getattr(store, "sites", []) or [])
     if len(avail) != 1:
         raise SAEError(

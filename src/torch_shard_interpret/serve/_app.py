@@ -30,7 +30,7 @@ from ._guard import BodyTooLarge, Guard, _err
 from ._jobs import Jobs, QueueFull
 from ._sae import ServedSAE, load_sae
 from ._specs import RequestError
-from ._vision import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, VisionTab, size_hint
+from ._vision import DEFAULT_VISION_MODEL, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, VisionTab, size_hint
 
 MAX_BODY = 1_000_000
 MAX_JSON_DEPTH = 32
@@ -81,7 +81,7 @@ def create_app(
     max_jobs: int = 16,
     max_cost: int = C.MAX_COST,
     token: str | None = None,
-    vision_model: Any = "digits-cnn",
+    vision_model: Any = DEFAULT_VISION_MODEL,
     max_image_bytes: int = MAX_IMAGE_BYTES,
     max_image_pixels: int = MAX_IMAGE_PIXELS,
 ) -> Starlette:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 
 class Cancelled(Exception):
@@ -18,7 +21,7 @@ class Cancelled(Exception):
 
 
 @contextlib.contextmanager
-def cancellable(model: Any, *events: threading.Event) -> Iterator[None]:
+def cancellable(model: Model, *events: threading.Event) -> Iterator[None]:
     """Run the body with a pre-hook that stops the next forward once any of ``events`` is set."""
     root = getattr(model, "module", None)
 

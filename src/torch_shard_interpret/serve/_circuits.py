@@ -10,12 +10,16 @@ those of the Python API called with the same arguments; the SVG is the one ``tsi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import _specs as S
+from ._compute import logit_label
 from ._specs import RequestError
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 Progress = Callable[[float, str], None]
 METHODS = ("eap-ig", "eap", "patching", "acdc")
@@ -52,7 +56,7 @@ def _method(body: Mapping[str, Any]) -> str:
     return method
 
 
-def forwards(model: Any, body: Mapping[str, Any]) -> int:
+def forwards(model: Model, body: Mapping[str, Any]) -> int:
     """About how many forward passes a request runs (``patching`` and ``acdc``: one per edge at most)."""
     method = body.get("method", "eap-ig")
     steps = body.get("steps", 5)
@@ -124,13 +128,7 @@ def circuits(state: Any, body: Mapping[str, Any], progress: Progress = _noop) ->
         curve = tsi.circuits.faithfulness_curve(m, scored, clean, corrupt, metric)
     values = scored.values
     ranked = sorted(circuit.edges, key=lambda e: -abs(float(values[scored.graph.index[e]])))[:MAX_TOP_EDGES]
-    shown = (
-        repr(target)
-        if target is not None
-        else repr(m.str_tokens([target_id])[0])
-        if m.tokenizer
-        else str(target_id)
-    )
+    shown = repr(target) if target is not None else logit_label(m, target_id)
     metric_name = f"logit({shown})" + ("" if baseline is None else f" - logit({baseline!r})")
     return {
         "clean": clean,

@@ -10,13 +10,16 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import _specs as S
 from ._sae import DEFAULT_CORPUS, ServedSAE, compute_stats, latent_view, search_latents
 from ._specs import RequestError
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 Progress = Callable[[float, str], None]
 MAX_TOP_K = 50
@@ -29,7 +32,7 @@ _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 class State:
     """Everything the app serves: the model and what it was started with."""
 
-    model: Any
+    model: Model
     model_name: str = "model"
     vectors: dict[str, Any] = field(default_factory=dict)  # name -> SteeringVector
     saes: dict[str, ServedSAE] = field(default_factory=dict)
@@ -46,26 +49,24 @@ def _noop(_: float, __: str) -> None:
     pass
 
 
-def _tokens(model: Any, ids: torch.Tensor) -> list[dict[str, Any]]:
-    tok = model.tokenizer
-    return [
-        {"id": int(i), "text": tok.decode([int(i)]) if tok is not None else str(int(i))} for i in ids.tolist()
-    ]
+def _tokens(model: Model, ids: torch.Tensor) -> list[dict[str, Any]]:
+    """``[{"id", "text"}]`` of ``[pos]`` ids, the text read by ``Model.str_tokens``."""
+    return [{"id": int(i), "text": t} for i, t in zip(ids.tolist(), model.str_tokens(ids), strict=True)]
 
 
-def _top(model: Any, logits: torch.Tensor, k: int) -> list[dict[str, Any]]:
+def logit_label(model: Model, token_id: int) -> str:
+    """A token in a metric's name: its text quoted (``' Paris'``), or its bare id without a tokenizer."""
+    return repr(model.str_tokens([token_id])[0]) if model.tokenizer is not None else str(token_id)
+
+
+def _top(model: Model, logits: torch.Tensor, k: int) -> list[dict[str, Any]]:
     """Top ``k`` of a ``[d_vocab]`` logit vector."""
     probs = logits.float().softmax(-1)
     vals, ids = probs.topk(k)
-    tok = model.tokenizer
+    texts = model.str_tokens(ids)
     return [
-        {
-            "token": tok.decode([i]) if tok is not None else str(i),
-            "id": i,
-            "prob": round(p, 5),
-            "logit": round(float(logits[i]), 4),
-        }
-        for p, i in zip(vals.tolist(), ids.tolist(), strict=True)
+        {"token": t, "id": i, "prob": round(p, 5), "logit": round(float(logits[i]), 4)}
+        for t, p, i in zip(texts, vals.tolist(), ids.tolist(), strict=True)
     ]
 
 
@@ -352,12 +353,11 @@ def patch(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> 
         effects=torch.stack([rows[n][0].effects[rows[n][1]] for n in ordered]),
         raw=torch.stack([rows[n][0].raw[rows[n][1]] for n in ordered]),
     )
-    tok = m.tokenizer
     return {
         "clean": clean,
         "corrupt": corrupt,
-        "metric": f"logit({tok.decode([target_id]) if tok else target_id!r})"
-        + ("" if baseline_id is None else f" - logit({tok.decode([baseline_id]) if tok else baseline_id!r})"),
+        "metric": f"logit({logit_label(m, target_id)})"
+        + ("" if baseline_id is None else f" - logit({logit_label(m, baseline_id)})"),
         **res.to_dict(),
     }
 

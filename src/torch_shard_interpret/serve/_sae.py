@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,6 +19,9 @@ from ..sae._config import SAEError
 from ..sae._io import load
 from ..sae._sites import site_for, tl_to_site
 from ._specs import RequestError
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 # A small mixed corpus used when the server was started without an activation store.
 DEFAULT_CORPUS = (
@@ -107,7 +110,7 @@ class LatentStats:
 
 
 def compute_stats(
-    model: Any, sae: ServedSAE, texts: Sequence[str], progress: Callable[[float, str], None], corpus: str
+    model: Model, sae: ServedSAE, texts: Sequence[str], progress: Callable[[float, str], None], corpus: str
 ) -> LatentStats:
     """Run ``texts`` through the model, encode the SAE's site and keep the latents."""
     from ..core._errors import TsiError
@@ -125,6 +128,7 @@ def compute_stats(
         run = model.run(t, cache=sae.site, return_logits=False)
         x = run.cache[sae.site][0].float().cpu()  # [pos, d_in]
         acts.append(sae.encode(x).to(torch.float16))
+        assert run.tokens is not None  # a text always gives its token ids
         row = run.tokens[0]
         ids.append(row)
         docs.append(torch.full((row.shape[0],), i))
@@ -154,7 +158,7 @@ def compute_stats(
     )
 
 
-def latent_view(model: Any, sae: ServedSAE, latent: int, k: int = 12, window: int = 8) -> dict[str, Any]:
+def latent_view(model: Model, sae: ServedSAE, latent: int, k: int = 12, window: int = 8) -> dict[str, Any]:
     st = sae.stats
     assert st is not None
     if not 0 <= latent < sae.d_sae:
@@ -214,7 +218,7 @@ def latent_view(model: Any, sae: ServedSAE, latent: int, k: int = 12, window: in
     }
 
 
-def search_latents(model: Any, sae: ServedSAE, token: str, k: int = 10) -> dict[str, Any]:
+def search_latents(model: Model, sae: ServedSAE, token: str, k: int = 10) -> dict[str, Any]:
     """Latents that fire most on ``token`` in the corpus, and latents whose decoder promotes it most."""
     st = sae.stats
     assert st is not None

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 MAX_PROMPT_CHARS = 4000
 MAX_NEW_TOKENS = 200
@@ -92,7 +95,7 @@ def vector(value: Any, key: str = "vector") -> torch.Tensor:
     return torch.tensor(value, dtype=torch.float32)
 
 
-def interventions(model: Any, spec: Any, vectors: Mapping[str, Any]) -> dict[str, list[Any]]:
+def interventions(model: Model, spec: Any, vectors: Mapping[str, Any]) -> dict[str, list[Any]]:
     """``[{"site", "kind", ...}, ...]`` -> ``{site: [tsi intervention, ...]}`` for ``model.run``.
 
     Kinds: ``add`` (``vector`` list or ``vector_name``, ``scale``), ``scale`` (``k``), ``ablate`` (``mode``

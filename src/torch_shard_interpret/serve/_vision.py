@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..vision._zoo import DEFAULT as DEFAULT_VISION_MODEL
 from ._specs import RequestError
 
 MAX_IMAGE_BYTES = 4 * 2**20
@@ -160,7 +161,7 @@ class VisionTab:
 
     def __init__(
         self,
-        model: Any = "digits-cnn",
+        model: Any = DEFAULT_VISION_MODEL,
         max_bytes: int = MAX_IMAGE_BYTES,
         max_pixels: int = MAX_IMAGE_PIXELS,
     ):

@@ -8,12 +8,15 @@ token and ``"mean"`` averages over its real tokens only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .._progress import track
 from ..core._errors import InputError
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 Position = int | str
 
@@ -64,7 +67,7 @@ def select(acts: torch.Tensor, mask: torch.Tensor, position: Position, site: str
 
 
 def collect(
-    model: Any,
+    model: Model,
     texts: Sequence[str],
     sites: str | Sequence[str],
     position: Position = -1,

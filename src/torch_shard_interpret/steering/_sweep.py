@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -28,6 +28,9 @@ from ..core._errors import InputError
 from ..core._result import jsonable
 from ._acts import _bar, as_texts
 from ._vector import SteeringVector
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 Builder = SteeringVector | Callable[[Any, str], SteeringVector] | tuple[Sequence[str], Sequence[str]]
 
@@ -150,7 +153,7 @@ class SweepResult:
 
 
 def sweep(
-    model: Any,
+    model: Model,
     sv_or_builder: Builder,
     prompts: str | Sequence[str],
     layers: Sequence[int | str] | None = None,
@@ -216,7 +219,7 @@ def sweep(
 
 
 def perplexity(
-    model: Any, prompts: Sequence[str], continuations: Sequence[str], per_prompt: bool = False
+    model: Model, prompts: Sequence[str], continuations: Sequence[str], per_prompt: bool = False
 ) -> Any:
     """Perplexity of each continuation given its prompt under ``model`` as it is (no steering unless an
     enclosing ``intervene`` adds some): the geometric mean over prompts, or the list with ``per_prompt=True``.
@@ -230,13 +233,14 @@ def perplexity(
 
 
 # ---- internals ----------------------------------------------------------------------------------
-def _generate(model: Any, prompts: list[str], max_new_tokens: int, ivs: Any) -> list[str]:
+def _generate(model: Model, prompts: list[str], max_new_tokens: int, ivs: Any) -> list[str]:
     out = model.generate(prompts, max_new_tokens=max_new_tokens, interventions=ivs)
-    return [out] if isinstance(out, str) else list(out)
+    # text prompts give texts (token ids only come back for id inputs)
+    return [out] if isinstance(out, str) else cast("list[str]", out)
 
 
 def _rows(
-    model: Any, prompts: list[str], conts: list[str]
+    model: Model, prompts: list[str], conts: list[str]
 ) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
     """Right-padded ``[batch, pos]`` ids and mask of prompt + continuation (tokenised apart, then joined),
     with each row's prompt length and total length."""
@@ -260,13 +264,14 @@ def _rows(
     return t, m, n_prompt, lengths
 
 
-def _forward(model: Any, prompts: list[str], conts: list[str], ivs: Any):
+def _forward(model: Model, prompts: list[str], conts: list[str], ivs: Any):
     ids, mask, n_prompt, lengths = _rows(model, prompts, conts)
     logits = model.run({"input_ids": ids, "attention_mask": mask}, interventions=ivs).logits
+    assert logits is not None  # a run that returns logits (no early stop) always has them
     return ids, logits.float().cpu(), n_prompt, lengths
 
 
-def _continuation_nll(model: Any, prompts: list[str], conts: list[str], ivs: Any) -> list[float]:
+def _continuation_nll(model: Model, prompts: list[str], conts: list[str], ivs: Any) -> list[float]:
     ids, logits, n_prompt, lengths = _forward(model, prompts, conts, ivs)
     out = []
     for i, (n_p, n) in enumerate(zip(n_prompt, lengths, strict=True)):
@@ -278,7 +283,9 @@ def _continuation_nll(model: Any, prompts: list[str], conts: list[str], ivs: Any
     return out
 
 
-def _metric(model: Any, metric: Any, metric_on: str, prompts: list[str], texts: list[str], ivs: Any) -> float:
+def _metric(
+    model: Model, metric: Any, metric_on: str, prompts: list[str], texts: list[str], ivs: Any
+) -> float:
     if metric is None:
         return float("nan")
     if metric_on == "text":
@@ -307,7 +314,7 @@ def _layer_of(site: str) -> int | str:
     return int(m.group(1)) if m else site
 
 
-def _site_for(model: Any, layer: int | str, template: str) -> str:
+def _site_for(model: Model, layer: int | str, template: str) -> str:
     name = layer if isinstance(layer, str) else template.format(layer=layer)
     found = model.resolve(name)
     if len(found) != 1:
@@ -315,7 +322,7 @@ def _site_for(model: Any, layer: int | str, template: str) -> str:
     return found[0].name
 
 
-def _vector_at(model: Any, spec: Builder, site: str) -> SteeringVector:
+def _vector_at(model: Model, spec: Builder, site: str) -> SteeringVector:
     if isinstance(spec, SteeringVector):
         return spec if spec.site == site else spec.at(site)
     if isinstance(spec, (tuple, list)) and len(spec) == 2 and not callable(spec[0]):

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,6 +29,9 @@ from .. import _io
 from ..core._errors import InputError, ShapeMismatchError, TsiError
 from ..core._interventions import Add
 from ._acts import Position, as_texts, check_position, collect
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 FORMAT = "tsi.steering_vector"
 VERSION = 1
@@ -67,7 +70,7 @@ class SteeringVector:
     @classmethod
     def from_contrast(
         cls,
-        model: Any,
+        model: Model,
         positive_texts: str | Sequence[str],
         negative_texts: str | Sequence[str],
         site: str = "blocks.6.resid_post",
@@ -94,7 +97,7 @@ class SteeringVector:
     @classmethod
     def from_pair(
         cls,
-        model: Any,
+        model: Model,
         positive: str,
         negative: str,
         site: str = "blocks.6.resid_post",
@@ -138,7 +141,7 @@ class SteeringVector:
     @classmethod
     def from_pca(
         cls,
-        model: Any,
+        model: Model,
         positive_texts: Sequence[str],
         negative_texts: Sequence[str],
         site: str = "blocks.6.resid_post",
@@ -182,7 +185,7 @@ class SteeringVector:
         """``tsi.Add(vector, scale=scale, positions=positions)`` for ``model.run(interventions={sv.site: ...})``."""
         return Add(self.vector, scale=scale, positions=positions)
 
-    def apply(self, model: Any, scale: float = 4.0, positions: Any = None) -> AbstractContextManager:
+    def apply(self, model: Model, scale: float = 4.0, positions: Any = None) -> AbstractContextManager:
         """A context manager that adds ``scale * vector`` at ``site`` in every call inside the block.
 
         ``positions=None`` adds it at every position, including each generated token.
@@ -199,7 +202,7 @@ class SteeringVector:
         n = self.vector.norm().clamp_min(1e-12)
         return SteeringVector(self.vector / n, self.site, {**self.metadata, "normalized": True})
 
-    def _check_fits(self, model: Any) -> None:
+    def _check_fits(self, model: Model) -> None:
         _site_name(model, self.site)
         d = getattr(getattr(model, "cfg", None), "d_model", None)
         if d is not None and ".resid_" in self.site and self.vector.shape[0] != d:
@@ -305,7 +308,7 @@ def _one(texts: Any, what: str) -> str:
     return items[0]
 
 
-def _site_name(model: Any, site: str) -> str:
+def _site_name(model: Model, site: str) -> str:
     sites = model.resolve(site)
     if len(sites) != 1:
         raise InputError(
@@ -315,14 +318,14 @@ def _site_name(model: Any, site: str) -> str:
 
 
 def _pair_acts(
-    model: Any, pos: list[str], neg: list[str], site: str, position: Position, batch_size: int
+    model: Model, pos: list[str], neg: list[str], site: str, position: Position, batch_size: int
 ) -> tuple[str, torch.Tensor, torch.Tensor]:
     name = _site_name(model, site)
     acts = collect(model, pos + neg, name, position, batch_size)[name]  # [n_pos + n_neg, d]
     return name, acts[: len(pos)], acts[len(pos) :]
 
 
-def _meta(model: Any, vec: torch.Tensor, meta: dict[str, Any]) -> dict[str, Any]:
+def _meta(model: Model, vec: torch.Tensor, meta: dict[str, Any]) -> dict[str, Any]:
     cfg = getattr(model, "cfg", None)
     meta["norm"] = float(vec.norm())
     meta["architecture"] = getattr(cfg, "architecture", None)

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -47,12 +47,15 @@ from ._settings import DTYPES, harvest_settings
 from ._store import Store
 from ._writer import BackgroundWriter, InlineWriter
 
+if TYPE_CHECKING:
+    from ..core._model import Model
+
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_SHARD_BYTES = 256 * 2**20  # the default shard_rows aims at about this many bytes per shard
 
 
 def harvest(
-    model: Any,
+    model: Model,
     data: Any,
     sites: str | Sequence[str],
     path: str | Path,
@@ -127,7 +130,7 @@ def harvest(
             group.close()
 
 
-def _site_names(model: Any, sites: str | Sequence[str]) -> list[str]:
+def _site_names(model: Model, sites: str | Sequence[str]) -> list[str]:
     if isinstance(sites, str):
         sites = [s.strip() for s in sites.split(",") if s.strip()] if "," in sites else [sites]
     if not sites:
@@ -175,7 +178,7 @@ def _remove_if_no_shards(folder: Path, existed: Path | None) -> None:
 
 
 class _Harvest:
-    def __init__(self, model: Any, names: list[str], folder: Path, source: Source, batch_size: int,
+    def __init__(self, model: Model, names: list[str], folder: Path, source: Source, batch_size: int,
                  dtype: torch.dtype, group: Group, background_writes: bool = True):  # fmt: skip
         self.model, self.names, self.folder, self.source = model, names, folder, source
         self.batch_size, self.dtype, self.group = batch_size, dtype, group
@@ -261,28 +264,28 @@ class _Harvest:
         n_seq = 0
         shard: ShardBuffer | None = None
         pending: list[torch.Tensor] = []
-        try:
-            for row in rows:
-                k = n_seq // self.shard_rows
-                n_seq += 1
-                if k % g.world_size != g.rank or k in mine:
-                    continue
-                if shard is None or shard.index != k:
-                    if shard is not None:
+        with bar:  # a failed harvest ends without a closing progress line: its error is the last word
+            try:
+                for row in rows:
+                    k = n_seq // self.shard_rows
+                    n_seq += 1
+                    if k % g.world_size != g.rank or k in mine:
+                        continue
+                    if shard is None or shard.index != k:
+                        if shard is not None:
+                            self._flush(shard, pending)
+                            self._record(writer.submit(shard), mine)
+                        shard = self._buffer(k)
+                    pending.append(row)
+                    if len(pending) == self.batch_size:
                         self._flush(shard, pending)
-                        self._record(writer.submit(shard), mine)
-                    shard = self._buffer(k)
-                pending.append(row)
-                if len(pending) == self.batch_size:
+                        self._record(writer.poll(), mine)  # record shards as soon as they are durable
+                if shard is not None:
                     self._flush(shard, pending)
-                    self._record(writer.poll(), mine)  # record shards as soon as they are durable
-            if shard is not None:
-                self._flush(shard, pending)
-                self._record(writer.submit(shard), mine)
-            self._record(writer.drain(), mine)
-        finally:
-            writer.close()  # after an error or interrupt: stops the writer, waits for the shard it writes
-            bar.close()
+                    self._record(writer.submit(shard), mine)
+                self._record(writer.drain(), mine)
+            finally:
+                writer.close()  # after an error or interrupt: stops the writer, waits for the shard it writes
         return n_seq
 
     def _buffer(self, index: int) -> ShardBuffer:

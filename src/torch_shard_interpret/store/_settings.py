@@ -10,18 +10,21 @@ as ``model.name``; resume accepts them when that folder is the model's folder no
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ._data import Source
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 # Settings that must match for resume=True to reuse finished shards.
 SETTINGS = ("model", "sites", "dtype", "context", "batch_size", "shard_rows", "source")
 
 
-def model_identity(model: Any) -> dict[str, Any]:
+def model_identity(model: Model) -> dict[str, Any]:
     """``{"name", "class", "d_model"}`` of a tsi model, plus ``"path"`` when its files are in a folder."""
     module = model.module
     hf = getattr(module, "config", None)
@@ -52,7 +55,7 @@ def _is_embedded(folder: Path) -> bool:
         return False
 
 
-def harvest_settings(model: Any, shapes: dict[str, tuple[int, ...]], dtype: torch.dtype, context: int,
+def harvest_settings(model: Model, shapes: dict[str, tuple[int, ...]], dtype: torch.dtype, context: int,
                      batch_size: int, shard_rows: int, source: Source) -> dict[str, Any]:  # fmt: skip
     tok = model.tokenizer
     return {

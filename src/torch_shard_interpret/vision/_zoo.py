@@ -31,6 +31,8 @@ from ..core._model import Model
 from ._data import cache_root, digits, split
 
 NAMES = ("digits-cnn", "digits-cnn-random-labels")
+DEFAULT = NAMES[0]
+"""The vision model used where none is named (``tsi vision-report``, the web app's Image tab)."""
 FORMAT_VERSION = 3
 SEED = 0
 
