@@ -17,7 +17,7 @@ model is loaded and warmed up) minus its resident set at that moment: what the c
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_circuits.py [--threads 1]
 
-auto-circuit is not run: see docs/circuits.md (figures) for why.
+auto-circuit runs in its own venv: ``benchmarks/bench_autocircuit.py``.
 """
 
 from __future__ import annotations
