@@ -6,6 +6,10 @@ every case is timed on its own and the cases alternate call by call (in a rotati
 see the same machine load; each round takes the median of its ``inner`` calls per case (robust to the
 calls a loaded machine preempts) and gives one ratio ``(tsi - plain) / (raw - plain)``. Printed: medians over rounds and the ratio's IQR.
 
+tsi's lean run puts its hook straight into the module's hook table (``core/_fasthooks.py``) instead of going
+through ``register_forward_hook``; a fourth case, ``raw_table``, does the same by hand, so the second ratio
+``(tsi - plain) / (raw_table - plain)`` is what tsi adds beyond an equally cheap registration.
+
     python benchmarks/bench_overhead.py [--rounds 41] [--inner 400]
 """
 
@@ -45,9 +49,27 @@ def measure(rounds: int, inner: int, inference: bool = True) -> dict[str, float]
         finally:
             h.remove()
 
+    def raw_table():  # the same hook put straight into the module's hook table, as tsi's lean run does
+        store = {}
+
+        def hook(mod, args, out):
+            store["0"] = out.detach()
+
+        hooks = first._forward_hooks
+        hooks[-1] = hook
+        try:
+            return mlp(x), store
+        finally:
+            hooks.pop(-1, None)
+
     if inference:
         plain = mlp.__call__
-        cases = {"plain": lambda: plain(x), "tsi": lambda: model.run(x, cache="0:output"), "raw": raw}
+        cases = {
+            "plain": lambda: plain(x),
+            "tsi": lambda: model.run(x, cache="0:output"),
+            "raw": raw,
+            "raw_table": raw_table,
+        }
     else:  # the default usage: run() turns autograd off itself; the peers do it with torch.no_grad()
 
         def plain_ng():
@@ -58,13 +80,22 @@ def measure(rounds: int, inner: int, inference: bool = True) -> dict[str, float]
             with torch.no_grad():
                 return raw()
 
-        cases = {"plain": plain_ng, "tsi": lambda: model.run(x, cache="0:output"), "raw": raw_ng}
+        def table_ng():
+            with torch.no_grad():
+                return raw_table()
+
+        cases = {
+            "plain": plain_ng,
+            "tsi": lambda: model.run(x, cache="0:output"),
+            "raw": raw_ng,
+            "raw_table": table_ng,
+        }
     got = model.run(x, cache="0:output").cache["0:output"]
     assert torch.equal(got, raw()[1]["0"]), "tsi recorded a different tensor"
     names = list(cases)
     fns = [cases[n] for n in names]
     clock = time.perf_counter_ns
-    ratios, sums = [], {n: [] for n in names}
+    ratios, table_ratios, sums = [], [], {n: [] for n in names}
     for _ in range(inner):
         for f in fns:
             f()
@@ -85,6 +116,7 @@ def measure(rounds: int, inner: int, inference: bool = True) -> dict[str, float]
             for n in names:
                 sums[n].append(per[n])
             ratios.append((per["tsi"] - per["plain"]) / (per["raw"] - per["plain"]))
+            table_ratios.append((per["tsi"] - per["plain"]) / (per["raw_table"] - per["plain"]))
             gc.collect()
     finally:
         gc.enable()
@@ -94,6 +126,12 @@ def measure(rounds: int, inner: int, inference: bool = True) -> dict[str, float]
     out["raw_added_us"] = statistics.median([a - b for a, b in zip(sums["raw"], sums["plain"], strict=True)])
     out["added_ratio"] = statistics.median(ratios)
     out["added_ratio_q1"], out["added_ratio_q3"] = q[0], q[2]
+    t = statistics.quantiles(table_ratios, n=4)
+    out["table_added_us"] = statistics.median(
+        [a - b for a, b in zip(sums["raw_table"], sums["plain"], strict=True)]
+    )
+    out["table_ratio"] = statistics.median(table_ratios)
+    out["table_ratio_q1"], out["table_ratio_q3"] = t[0], t[2]
     return out
 
 
@@ -118,7 +156,9 @@ def main() -> None:
         print(
             f"{label}: plain {res['plain_us']:.1f} µs, tsi +{res['tsi_added_us']:.2f} µs, "
             f"raw +{res['raw_added_us']:.2f} µs, added ratio {res['added_ratio']:.3f} "
-            f"(IQR {res['added_ratio_q1']:.3f}-{res['added_ratio_q3']:.3f})"
+            f"(IQR {res['added_ratio_q1']:.3f}-{res['added_ratio_q3']:.3f}); against a raw hook put straight "
+            f"into the hook table +{res['table_added_us']:.2f} µs: {res['table_ratio']:.3f} "
+            f"(IQR {res['table_ratio_q1']:.3f}-{res['table_ratio_q3']:.3f})"
         )
 
 
