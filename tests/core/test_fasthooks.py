@@ -84,3 +84,15 @@ def test_without_direct_hooks_the_public_api_gives_the_same_runs(monkeypatch: py
             assert torch.equal(run.logits, model.module(x))
             assert_no_hooks(model.module)
     assert not model._one_site
+
+
+def test_an_intervene_block_holds_its_hooks_directly_and_drops_them_on_error():
+    model = tsi.wrap(TinyMLP(), adapter=None)
+    x = torch.randn(2, 16)
+    with pytest.raises(RuntimeError, match="inside"):
+        with model.intervene({"fc1:output": lambda t, ctx: t * 0}):
+            assert [k for k in model.module.fc1._forward_hooks if k < 0]  # a direct key, not a handle id
+            assert torch.equal(model.module(x), model.module.fc2(torch.relu(torch.zeros(2, 32))))
+            raise RuntimeError("inside")
+    assert_no_hooks(model.module)
+    assert torch.equal(model.run(x).logits, model.module(x))
