@@ -53,6 +53,12 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     ap.add_argument("--layers", help="comma-separated layers to patch (default: all)")
     ap.add_argument("--no-tl", action="store_true", help="skip TransformerLens")
+    ap.add_argument(
+        "--attribution-only",
+        action="store_true",
+        help="only the paired attribution-patching forward-equivalents (no grid, no loops)",
+    )
+    ap.add_argument("--rounds", type=int, default=7, help="paired attribution rounds (default 7)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = tsi.load("smollm2-135m")
@@ -75,6 +81,9 @@ def main() -> int:
         fwd = statistics.median(
             timed(lambda: hf(input_ids=corrupt_ids, use_cache=False))[0] for _ in range(7)
         )
+
+    if args.attribution_only:
+        return attribution_only(model, hf, corrupt_ids, metric, sites, args.rounds)
 
     # tsi batched
     t_batched, exact = timed(
@@ -229,6 +238,39 @@ def main() -> int:
     print(f"- clean metric {exact.clean_metric:+.3f}, corrupt metric {exact.corrupt_metric:+.3f}")
     for note in notes:
         print(f"- {note}")
+    return 0
+
+
+def attribution_only(model, hf, corrupt_ids, metric, sites, rounds: int) -> int:
+    """Attribution patching in forward-equivalents, paired: after a warm-up, ``rounds`` rounds of (one plain
+    batch-1 forward, one attribution patching, one plain forward) back to back; each round's ratio is the
+    attribution time over the mean of its two forwards. Prints the median ratio and its IQR."""
+
+    def attribute():
+        return tsi.patching.attribution_patching(model, CLEAN, CORRUPT, metric, sites=sites)
+
+    def plain():
+        with torch.inference_mode():
+            return hf(input_ids=corrupt_ids, use_cache=False)
+
+    for _ in range(2):
+        plain()
+        attribute()
+    ratios, fwds, attrs = [], [], []
+    for _ in range(rounds):
+        f1 = timed(plain)[0]
+        a = timed(attribute)[0]
+        f2 = timed(plain)[0]
+        fwds.append((f1 + f2) / 2)
+        attrs.append(a)
+        ratios.append(a / ((f1 + f2) / 2))
+    q = statistics.quantiles(ratios, n=4)
+    print(
+        f"attribution patching over {len(sites)} sites, {corrupt_ids.shape[1]} tokens (SmolLM2-135M, fp32, CPU, "
+        f"{torch.get_num_threads()} thread(s)), {rounds} paired rounds: plain batch-1 forward "
+        f"{statistics.median(fwds) * 1000:.1f} ms, attribution {statistics.median(attrs) * 1000:.1f} ms, "
+        f"{statistics.median(ratios):.2f} forward-equivalents (IQR {q[0]:.2f}-{q[2]:.2f})"
+    )
     return 0
 
 

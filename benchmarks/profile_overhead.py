@@ -17,6 +17,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from threading import get_ident
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
@@ -25,6 +26,7 @@ from torch import nn  # noqa: E402
 
 import torch_shard_interpret as tsi  # noqa: E402
 from torch_shard_interpret.core._cache import ActivationCache  # noqa: E402
+from torch_shard_interpret.core._fasthooks import next_key  # noqa: E402
 from torch_shard_interpret.core._hooks import Scope  # noqa: E402
 from torch_shard_interpret.core._inputs import input_device, output_logits, prepare  # noqa: E402
 from torch_shard_interpret.core._model import RunResult  # noqa: E402
@@ -97,6 +99,9 @@ def main() -> None:
         "  nullcontext enter+exit": lambda: _enter_exit(nullcontext()),
         "  RunResult + ActivationCache + output_logits": result,
         "  raw register_forward_hook + remove": lambda: mlp[0].register_forward_hook(_noop).remove(),
+        "  hook-table insert + pop (what the lean run does)": lambda: _table_cycle(mlp[0]),
+        "  threading.get_ident()": get_ident,
+        "  torch.is_grad_enabled()": torch.is_grad_enabled,
     }
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; µs per call, median of 9 rounds\n")
     with torch.inference_mode():
@@ -124,6 +129,13 @@ def _hf_kw(model) -> dict:
 
 def _noop(*_):
     return None
+
+
+def _table_cycle(module: nn.Module) -> None:
+    hooks = module._forward_hooks
+    key = next_key()
+    hooks[key] = _noop
+    hooks.pop(key, None)
 
 
 def _enter_exit(ctx):

@@ -15,6 +15,8 @@ from ._site import is_glob, match_glob, natural_key
 class ActivationCache(Mapping[str, torch.Tensor]):
     """A read-only mapping ``site name -> tensor`` with ``stack``, ``to`` and glob look-ups."""
 
+    __slots__ = ("_data",)  # one per run: no instance dict to allocate
+
     def __init__(self, data: dict[str, torch.Tensor] | None = None):
         self._data: dict[str, torch.Tensor] = {} if data is None else data
 

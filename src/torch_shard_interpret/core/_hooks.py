@@ -1,9 +1,11 @@
 # pyright: strict, reportUnknownMemberType=false, reportUnknownVariableType=false, reportUnknownArgumentType=false, reportUnknownLambdaType=false
 """Scopes: the hooks of one run or one ``intervene`` context, with guaranteed removal.
 
-Hooks are plain PyTorch module hooks on the user's own modules. Each scope registers its hooks on
-entry and removes exactly those hooks on exit, whatever happened in between (success, an exception
-in the model or in a user function, KeyboardInterrupt). A hook only acts while its scope is active
+Hooks are plain PyTorch module hooks on the user's own modules, put into their hook tables without a
+handle object where this torch allows it (``_fasthooks.py``; attention-score hooks use the public API).
+Each scope registers its hooks on entry and removes exactly those hooks on exit, whatever happened in
+between (success, an exception in the model or in a user function, KeyboardInterrupt). A hook only acts
+while its scope is active
 in the calling thread or task (a context variable), so two threads sharing one model never see each
 other's interventions.
 """
@@ -22,6 +24,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._dtensor import is_dtensor, unshard, unshard_local
 from ._errors import ReentrantRunError, SiteNotReachedError
+from ._fasthooks import add_input_hook, add_output_hook, remove_hook
 from ._interventions import HookContext, Intervention
 from ._site import Site
 
@@ -71,7 +74,7 @@ class Scope:
         self.offset = 0
         self.fired: dict[str, int] = {}
         self._pending = {s.name for s in self.record} if stop else set[str]()
-        self._handles: list[Any] = []
+        self._handles: list[tuple[nn.Module, Any]] = []  # (module, key or handle) for ``remove_hook``
         self._token = None
 
     # ---- life cycle ---------------------------------------------------------------------------
@@ -95,7 +98,7 @@ class Scope:
             if self.root is not None and any(
                 iv.needs_offset for ivs in self.interventions.values() for iv in ivs
             ):
-                self._handles.append(self.root.register_forward_pre_hook(self._offset_hook, with_kwargs=True))
+                self._handles.append((self.root, add_input_hook(self.root, self._offset_hook)))
         except BaseException:
             self._remove()
             raise
@@ -112,7 +115,7 @@ class Scope:
 
     def _remove(self) -> None:
         while self._handles:
-            self._handles.pop().remove()
+            remove_hook(*self._handles.pop())
 
     def unreached(self) -> list[str]:
         return [s.name for s in self.interventions if s.name not in self.fired]
@@ -151,7 +154,7 @@ class Scope:
                     return None
                 return body(output)
 
-            self._handles.append(site.module.register_forward_hook(hook))
+            self._handles.append((site.module, add_output_hook(site.module, hook)))
         elif site.kind == "scores":
             self._add_scores(site, body)
         else:
@@ -161,7 +164,7 @@ class Scope:
                     return None
                 return body((args, kwargs))
 
-            self._handles.append(site.module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+            self._handles.append((site.module, add_input_hook(site.module, pre_hook)))
 
     def _add_recorder(self, site: Site) -> None:
         """A hook that only records ``site`` (no intervention, no gradient, no splice, no tensor parallelism)."""
@@ -187,14 +190,14 @@ class Scope:
                 if my_id in active():
                     record(output)
 
-            self._handles.append(site.module.register_forward_hook(hook))
+            self._handles.append((site.module, add_output_hook(site.module, hook)))
         else:
 
             def pre_hook(module: nn.Module, args: Any, kwargs: Any) -> None:
                 if my_id in active():
                     record((args, kwargs))
 
-            self._handles.append(site.module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+            self._handles.append((site.module, add_input_hook(site.module, pre_hook)))
 
     def _add_scores(self, site: Site, body: Callable[[Any], Any]) -> None:
         """The first softmax input inside ``site.module``'s forward: a torch-function mode entered by a pre-hook
@@ -212,8 +215,8 @@ class Scope:
             if my_id in _ACTIVE.get() and modes:
                 modes.pop().__exit__(None, None, None)
 
-        self._handles.append(site.module.register_forward_pre_hook(enter))
-        self._handles.append(site.module.register_forward_hook(leave, always_call=True))
+        self._handles.append((site.module, site.module.register_forward_pre_hook(enter)))
+        self._handles.append((site.module, site.module.register_forward_hook(leave, always_call=True)))
 
     def _make_body(
         self, site: Site, entries: list[tuple[Site, list[Intervention], bool]]

@@ -21,6 +21,7 @@ from torch import nn
 
 from ._cache import ActivationCache
 from ._dtensor import is_dtensor, unshard
+from ._fasthooks import DIRECT, add_input_hook, add_output_hook, next_key, remove_hook
 from ._inputs import output_logits
 from ._result import RunResult
 from ._site import Site
@@ -66,15 +67,17 @@ def lean_plan(sites: Sequence[Site]) -> LeanPlan | None:
     return LeanPlan(sites)
 
 
-def one_site_call(model: Model, site: Site) -> Callable[[torch.Tensor], RunResult | None]:
-    """``model.run(x, cache=site.name)`` for one module output recorded whole, with everything bound once; it
-    returns None (the caller takes the general lean run) when the module's weight was replaced since."""
+def one_site_call(model: Model, site: Site) -> Callable[[torch.Tensor], RunResult | None] | None:
+    """``model.run(x, cache=site.name)`` for one module output recorded whole, with everything bound once; the
+    call returns None (the caller takes the general lean run) when the module's weight was replaced since.
+    None instead of a call when this torch's hook tables cannot be written directly (``_fasthooks.py``)."""
     module: nn.Module = model.module
     mod, name, get = site.module, site.name, site.get
     table = _params(mod)
     weight = table.get("weight")
-    register = mod.register_forward_hook
     tensor, grad_enabled, no_grad = torch.Tensor, torch.is_grad_enabled, torch.no_grad
+    if not DIRECT:  # the general lean run then, through the public API
+        return None
 
     def call(x: torch.Tensor) -> RunResult | None:
         if table.get("weight") is not weight:
@@ -86,7 +89,9 @@ def one_site_call(model: Model, site: Site) -> Callable[[torch.Tensor], RunResul
             if get_ident() == me:
                 store[name] = output.detach() if type(output) is tensor else _keep(get(output), None)
 
-        handle = register(hook)
+        hooks = mod._forward_hooks  # the table register_forward_hook writes (``_fasthooks.py``)  # pyright: ignore[reportPrivateUsage]
+        key = next_key()
+        hooks[key] = hook
         try:
             if grad_enabled():
                 with no_grad():
@@ -94,7 +99,7 @@ def one_site_call(model: Model, site: Site) -> Callable[[torch.Tensor], RunResul
             else:
                 output = module(x)
         finally:
-            handle.remove()
+            hooks.pop(key, None)
         logits = output if type(output) is tensor else output_logits(output)
         return RunResult(logits, ActivationCache(store), None, None, {}, output, model.tokenizer)
 
@@ -125,7 +130,9 @@ def lean_call(model: Model, x: torch.Tensor, cache: Any, device: torch.device | 
             and plan.entries[0][1]
             and plan.entries[0][3]
         ):
-            model._one_site[key] = one_site_call(model, model.resolve(key)[0])  # pyright: ignore[reportPrivateUsage]
+            one = one_site_call(model, model.resolve(key)[0])
+            if one is not None:
+                model._one_site[key] = one  # pyright: ignore[reportPrivateUsage]
     except TypeError:  # an unhashable spec: no plan
         plan = None
     if plan is None:
@@ -133,22 +140,21 @@ def lean_call(model: Model, x: torch.Tensor, cache: Any, device: torch.device | 
     module: nn.Module = model.module
     store: dict[str, torch.Tensor] = {}
     me = get_ident()
-    handles: list[Any] = []
+    handles: list[tuple[nn.Module, Any]] = []
     try:
         for mod, is_output, name, whole, get in plan.entries:
             if is_output:
-                handles.append(mod.register_forward_hook(_output_hook(me, store, name, whole, get, device)))
+                handles.append((mod, add_output_hook(mod, _output_hook(me, store, name, whole, get, device))))
             else:
-                hook = _input_hook(me, store, name, get, device)
-                handles.append(mod.register_forward_pre_hook(hook, with_kwargs=True))
+                handles.append((mod, add_input_hook(mod, _input_hook(me, store, name, get, device))))
         if torch.is_grad_enabled():
             with torch.no_grad():
                 output = module(x)
         else:
             output = module(x)
     finally:
-        for handle in handles:
-            handle.remove()
+        for mod, handle in handles:
+            remove_hook(mod, handle)
     logits = output if type(output) is torch.Tensor else output_logits(output)
     return RunResult(logits, ActivationCache(store), None, None, {}, output, model.tokenizer)
 
