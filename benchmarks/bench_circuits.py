@@ -38,18 +38,10 @@ sys.path.insert(0, str(ROOT / "src"))
 from _peak import reset_peak, rss  # noqa: E402  (benchmarks/, the script's own folder)
 
 import torch_shard_interpret as tsi  # noqa: E402
+from torch_shard_interpret.bench._check_ioi import ioi_pairs, logit_diff  # noqa: E402
 
-PAIRS = [
-    ("When Mary and John went to the store, John gave a drink to", " Mary", " John"),
-    ("When Tom and James went to the park, James gave a ball to", " Tom", " James"),
-    ("When Anna and Mark went to the shop, Mark gave a book to", " Anna", " Mark"),
-]
 CASES = ("fwdbwd", "eap", "eap-ig", "fwdbwd-128", "eap-128", "fwdbwd-512", "eap-512", "paired")
 ROUNDS = 5
-
-
-def _swap(text: str, a: str, b: str) -> str:
-    return text.replace(a, "\0").replace(b, a).replace("\0", b)
 
 
 def _inputs(model, case: str):
@@ -61,15 +53,8 @@ def _inputs(model, case: str):
         corrupt = torch.randint(100, 40000, (1, int(tail)), generator=gen)
         right, wrong = torch.tensor([model.token_id(" Mary")]), torch.tensor([model.token_id(" John")])
     else:
-        clean = [p for p, _, _ in PAIRS]
-        corrupt = [_swap(p, a.strip(), b.strip()) for p, a, b in PAIRS]
-        right = torch.tensor([model.token_id(a) for _, a, _ in PAIRS])
-        wrong = torch.tensor([model.token_id(b) for _, _, b in PAIRS])
-
-    def metric(logits):
-        rows = torch.arange(logits.shape[0])
-        return logits[rows, -1, right[rows]] - logits[rows, -1, wrong[rows]]
-
+        clean, corrupt, right, wrong = ioi_pairs(model)
+    metric = logit_diff(right, wrong)
     ids = clean if torch.is_tensor(clean) else torch.cat([model.to_tokens(t) for t in clean])
     return clean, corrupt, metric, ids
 

@@ -1,8 +1,9 @@
 """The fast ground-truth checks, asserted at their thresholds (the scoreboard's quick suite, in tests).
 
-Measured numbers are in docs/bench.md. Two targets of issue 12 are not met yet at 40 features in 10
-dimensions (BatchTopK 0.91, JumpReLU 0.94 mean max cosine, targets 0.95); the test holds them at the
-measured level so a regression is caught, and the scoreboard shows them as FAIL.
+Measured numbers are in docs/bench.md. Every SAE kind must reach issue 12's target at default settings on
+both quick sizes; BatchTopK and JumpReLU are also held just under what their defaults reach over training
+seeds 0-2 at 40 features in 10 dimensions (BatchTopK 0.9999 on all three, JumpReLU 0.969 / 0.986 / 0.972),
+and JumpReLU at the denser p=0.1 (0.961 / 0.975 / 0.964; 0.945 before the dead-latent window).
 """
 
 from __future__ import annotations
@@ -22,17 +23,24 @@ def _val(rows, tool, task_part, metric):
     return row["value"]
 
 
-@pytest.mark.parametrize("kind", ["topk", "relu"])
+@pytest.mark.parametrize("kind", _check_sae.KINDS)
 def test_sae_defaults_recover_toy_features(sae_rows, kind):
     for size in ("n=20 d=8", "n=40 d=10"):
         assert _val(sae_rows, f"sae.{kind}", size, "mean_max_cosine") >= _check_sae.THRESHOLD[kind]
         assert _val(sae_rows, f"sae.{kind}", size, "mcc") >= _check_sae.THRESHOLD[kind] - 0.05
 
 
-@pytest.mark.parametrize(("kind", "held"), [("batchtopk", 0.88), ("jumprelu", 0.92)])
-def test_sae_defaults_batchtopk_jumprelu(sae_rows, kind, held):
-    assert _val(sae_rows, f"sae.{kind}", "n=20 d=8", "mean_max_cosine") >= 0.95
+@pytest.mark.parametrize(("kind", "held"), [("batchtopk", 0.99), ("jumprelu", 0.96)])
+def test_sae_defaults_batchtopk_jumprelu_hold_their_level(sae_rows, kind, held):
     assert _val(sae_rows, f"sae.{kind}", "n=40 d=10", "mean_max_cosine") >= held
+
+
+def test_jumprelu_default_recovers_the_denser_toy():
+    from torch_shard_interpret.bench import toy_superposition
+
+    s = _check_sae.recovery(toy_superposition(40, 10, 0.1, seed=0), "jumprelu")
+    assert s["mean_max_cosine"] >= 0.95, s
+    assert s["mcc"] >= 0.94, s
 
 
 def test_probe_rows_pass():

@@ -11,30 +11,14 @@ import torch
 from tests._models import embedded_model
 
 import torch_shard_interpret as tsi
-
-PAIRS = [
-    ("When Mary and John went to the store, John gave a drink to", " Mary", " John"),
-    ("When Tom and James went to the park, James gave a ball to", " Tom", " James"),
-    ("When Anna and Mark went to the shop, Mark gave a book to", " Anna", " Mark"),
-]
-
-
-def _swap(text: str, a: str, b: str) -> str:
-    return text.replace(a, "\0").replace(b, a).replace("\0", b)
+from torch_shard_interpret.bench._check_ioi import PAIRS, ioi_pairs, logit_diff
 
 
 @pytest.fixture(scope="module")
 def ioi():
     model = embedded_model()
-    clean = [p for p, _, _ in PAIRS]
-    corrupt = [_swap(p, a.strip(), b.strip()) for p, a, b in PAIRS]
-    right = torch.tensor([model.token_id(a) for _, a, _ in PAIRS])
-    wrong = torch.tensor([model.token_id(b) for _, _, b in PAIRS])
-
-    def metric(logits):
-        rows = torch.arange(logits.shape[0])
-        return logits[rows, -1, right[rows]] - logits[rows, -1, wrong[rows]]
-
+    clean, corrupt, right, wrong = ioi_pairs(model)
+    metric = logit_diff(right, wrong)
     scored = tsi.circuits.attribute(model, clean, corrupt, metric, method="eap-ig", steps=5, progress=False)
     return model, clean, corrupt, metric, scored
 

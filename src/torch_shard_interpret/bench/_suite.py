@@ -22,6 +22,7 @@ CHECKS: tuple[str, ...] = (
     "torch_shard_interpret.bench._check_ig:checks",
     "torch_shard_interpret.bench._check_sanity:checks",
     "torch_shard_interpret.bench._check_circuit:checks",
+    "torch_shard_interpret.bench._check_ioi:checks",
     "torch_shard_interpret.bench._check_concept:checks",
     "torch_shard_interpret.bench._check_modular:checks",
     "torch_shard_interpret.bench._trojan:checks",

@@ -15,6 +15,14 @@ LR_AT_16K = 2e-4
 """Default learning rate of a 16,384-latent dictionary; other sizes scale by ``(2**14 / d_sae) ** LR_EXPONENT``."""
 LR_EXPONENT = 0.75
 """Gao et al. use 0.5; at small ``d_sae`` that gives too small a rate (40 latents: 4e-3, where 2e-2 recovers)."""
+DEAD_TOKENS_PER_LATENT = 300
+"""A latent is dead (AuxK, resampling) after ``min(10M, total tokens / 10, DEAD_TOKENS_PER_LATENT * d_sae)``
+tokens without firing: a latent at its fair share ``L0 / d_sae`` fires ``300 * L0`` times in that window. The
+window used to be ``min(10M, total / 10)`` alone (409,600 tokens for 1,000 steps of 4,096), so latents stuck
+between toy features, firing rarely but now and then, were never dead for long, AuxK never moved them, and their
+features stayed unlearnt (JumpReLU at 40x10 p=0.1: 3 such latents, mean max cosine 0.945; 0.961 with this
+window). At 16k latents the term is 4.9M tokens, about SAELens's default window; from ~33k latents the 10M cap
+rules. Measured in docs/bench.md, "SAE defaults: dead latents"."""
 NORMALIZATIONS = ("none", "expected_average_only_in")
 FEW_STEPS = 100
 """Automatically chosen runs of fewer steps than this warn (a 1-step run recovered 0.19 of the CE loss)."""
@@ -123,7 +131,7 @@ class TrainConfig:
     normalize: bool = True
     """Train on activations scaled to mean norm ``sqrt(d_in)`` (factor folded into the weights at the end)."""
     dead_after_tokens: int | None = None
-    """A latent is dead after this many tokens without firing; None: ``min(10M, total tokens / 10)``."""
+    """A latent is dead after this many tokens without firing; None: ``min(10M, total tokens / 10, 300 * d_sae)``."""
     resample_every: int | None = None
     """``relu`` only: resample dead latents every this many steps (None: every 25% of the run; 0: never)."""
     checkpoint_every: int | None = None

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ._config import LR_AT_16K, LR_EXPONENT, SAEConfig, SAEError, TrainConfig
+from ._config import DEAD_TOKENS_PER_LATENT, LR_AT_16K, LR_EXPONENT, SAEConfig, SAEError, TrainConfig
 from ._losses import forward_loss
 from ._sae import SAE, make
 
@@ -80,7 +80,8 @@ class Trainer:
         self.initialised = False
         self.gen = torch.Generator().manual_seed(tcfg.seed + 1)
         total_tokens = total_steps * tcfg.batch_size
-        self.dead_after = tcfg.dead_after_tokens or max(tcfg.batch_size, min(10_000_000, total_tokens // 10))
+        window = min(10_000_000, total_tokens // 10, DEAD_TOKENS_PER_LATENT * cfg.d_sae)
+        self.dead_after = tcfg.dead_after_tokens or max(tcfg.batch_size, window)
         resample = tcfg.resample_every
         self.resample_every = (
             (max(1, total_steps // 4) if resample is None else resample) if cfg.kind == "relu" else 0
