@@ -118,3 +118,14 @@ def test_errors_name_the_fix(lm_trojan, trusted_ids):
         Detector.from_features({"s": torch.zeros(1, 3)})
     with pytest.raises(tsi.SiteNotFoundError):
         tsi.anomaly.fit(m, trusted_ids, sites="blocks.9.nothing", progress=False)
+
+
+def test_quick_anomaly_check_trains_a_smaller_sae_and_passes():
+    from torch_shard_interpret.anomaly import _bench
+
+    rows = _bench.checks(quick=True)
+    assert {r["task"] for r in rows} == {"trojan-lm", "trojan-digits"}
+    for r in rows:
+        assert r["value"] >= r["threshold"], r
+    sae = [r for r in rows if r["tool"] == "anomaly.sae"]
+    assert len(sae) == 2 and all("quick: steps=100" in r["note"] for r in sae)

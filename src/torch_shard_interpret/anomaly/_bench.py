@@ -25,6 +25,10 @@ from ._features import extract
 
 SHIFT_SITES = [f"blocks.{i}.resid_post" for i in (5, 10, 15, 20, 25)]
 BEST_TARGET = 0.95
+# The quick suite's SAE detector: the same TopK SAE, trained for 100 steps of 256 rows (about 16 epochs of
+# the 1,597 trusted digits) at 2x expansion instead of tsi.sae.train's default 1,000 full-batch steps at 4x,
+# which took 1,717 s of the quick suite's 31 min on 2 cores (docs/bench.md). It still scores >= 0.99 AUROC.
+QUICK_OPTIONS: dict[str, dict[str, Any]] = {"sae": {"steps": 100, "batch_size": 256, "expansion": 2}}
 # The tools this check scores: tsi.bench.run(tools=[...]) skips it, without running it, when none is asked for.
 TOOLS = (*(f"anomaly.{d}" for d in DETECTORS), "anomaly.best")
 
@@ -88,18 +92,24 @@ def shift_features(
     return {**base, "anomalous": extract(model, texts[kind][:16], SHIFT_SITES, "mean", 16, progress)}
 
 
-def compare_detectors(feats: dict[str, dict[str, torch.Tensor]], detectors=None) -> list[dict[str, Any]]:
-    """One row per detector: ``{"detector", "auroc", "ap", "site_auroc"}`` on one task's features."""
+def compare_detectors(
+    feats: dict[str, dict[str, torch.Tensor]],
+    detectors=None,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per detector: ``{"detector", "auroc", "ap", "site_auroc"}`` on one task's features.
+    ``options``: ``{detector: {option: value}}`` passed to that detector (e.g. ``QUICK_OPTIONS``)."""
     rows = []
     normal, anomalous = feats["normal"], feats["anomalous"]
     for kind in detectors or DETECTORS:
+        opts = (options or {}).get(kind, {})
         if kind == "probe":
             half = len(next(iter(anomalous.values()))) // 2
             train = {s: v[:half] for s, v in anomalous.items()}
-            det = Detector.from_features(feats["trusted"], kind, anomalous=train, progress=False)
+            det = Detector.from_features(feats["trusted"], kind, anomalous=train, progress=False, **opts)
             res = evaluate_features(det, normal, {s: v[half:] for s, v in anomalous.items()})
         else:
-            det = Detector.from_features(feats["trusted"], kind, progress=False)
+            det = Detector.from_features(feats["trusted"], kind, progress=False, **opts)
             res = evaluate_features(det, normal, anomalous)
         rows.append(res.to_dict())
     return rows
@@ -108,22 +118,32 @@ def compare_detectors(feats: dict[str, dict[str, torch.Tensor]], detectors=None)
 TASKS = ("trojan-lm", "trojan-digits", "shift-code", "shift-french", "shift-shuffled")
 
 
-def table(tasks=TASKS, detectors=None, progress: bool = False) -> dict[str, list[dict[str, Any]]]:
-    """``{task: rows}`` for every task and detector."""
-    return {t: compare_detectors(task_features(t, progress), detectors) for t in tasks}
+def table(
+    tasks=TASKS, detectors=None, progress: bool = False, options=None
+) -> dict[str, list[dict[str, Any]]]:
+    """``{task: rows}`` for every task and detector (``options``: as for ``compare_detectors``)."""
+    return {t: compare_detectors(task_features(t, progress), detectors, options) for t in tasks}
 
 
 def checks(quick: bool) -> list[dict[str, Any]]:
     """Rows per the bench convention: each detector's AUROC per task (threshold 0.9, reported even when it
-    fails) and the best detector's AUROC on the planted backdoor (target 0.95)."""
+    fails) and the best detector's AUROC on the planted backdoor (target 0.95). Quick: the two trojan tasks,
+    with the smaller SAE detector of ``QUICK_OPTIONS`` (its rows say so)."""
     tasks = ("trojan-lm", "trojan-digits") if quick else TASKS
+    options = QUICK_OPTIONS if quick else None
     out = []
-    for task, rows in table(tasks).items():
+    for task, rows in table(tasks, options=options).items():
         for r in rows:
+            opts = (options or {}).get(r["detector"])
+            note = f"AP {r['ap']:.3f}" + (f"; {_describe(opts)}" if opts else "")
             out.append({"tool": f"anomaly.{r['detector']}", "task": task, "metric": "auroc", "value": r["auroc"],
-                        "threshold": 0.9, "higher_is_better": True, "note": f"AP {r['ap']:.3f}"})  # fmt: skip
+                        "threshold": 0.9, "higher_is_better": True, "note": note})  # fmt: skip
         if task.startswith("trojan"):
             best = max(rows, key=lambda r: r["auroc"])
             out.append({"tool": "anomaly.best", "task": task, "metric": "auroc", "value": best["auroc"],
                         "threshold": BEST_TARGET, "higher_is_better": True, "note": best["detector"]})  # fmt: skip
     return out
+
+
+def _describe(opts: dict[str, Any]) -> str:
+    return "quick: " + ", ".join(f"{k}={v}" for k, v in opts.items())

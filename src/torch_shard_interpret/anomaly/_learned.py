@@ -20,7 +20,8 @@ def _moments(x: torch.Tensor) -> dict[str, torch.Tensor]:
 class SAELatents(SiteDetector):
     """A TopK SAE (``tsi.sae``) trained on the trusted rows. Score: the surprise of the latents that fire,
     ``sum_j -log p_j`` over active latents (``p_j``: trusted firing rate, smoothed), plus the reconstruction
-    error divided by its trusted mean. Options: ``expansion`` (4), ``k`` (8), ``steps`` (default of tsi.sae)."""
+    error divided by its trusted mean. Options: ``expansion`` (4), ``k`` (8), ``steps`` and ``batch_size``
+    (the defaults of ``tsi.sae.train``: about 5 epochs, at least 1,000 steps, of full batches up to 4,096)."""
 
     name = "sae"
 
@@ -36,8 +37,11 @@ class SAELatents(SiteDetector):
         exp, k = int(self.options.get("expansion", 4)), int(self.options.get("k", 8))
         mom = _moments(x)
         xs = _standardise(x, mom)
+        tcfg = {"steps": self.options.get("steps"), "seed": 0}
+        if self.options.get("batch_size"):
+            tcfg["batch_size"] = int(self.options["batch_size"])
         sae = train(xs, {"kind": "topk", "d_sae": exp * x.shape[1], "k": min(k, exp * x.shape[1])},
-                    {"steps": self.options.get("steps"), "seed": 0}, progress=progress)  # fmt: skip
+                    tcfg, progress=progress)  # fmt: skip
         with torch.no_grad():
             z = sae.encode(xs)
             err = (sae.decode(z) - xs).pow(2).sum(-1)
