@@ -369,3 +369,18 @@ def test_cli_train_sae(tmp_path, capsys):
     code = main(["train-sae", "--store", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "not a folder" in err[0]
+
+
+@pytest.mark.parametrize(("n", "batch"), [(10, 4), (10, 25), (7, 7)])
+def test_tensor_source_batches_walk_the_seeded_permutations(n, batch):
+    from torch_shard_interpret.sae._sources import TensorSource
+
+    x, y = torch.arange(n * 2.0).reshape(n, 2), torch.arange(float(n)).unsqueeze(1)
+    src = TensorSource(x, y, batch, seed=3)
+    order = torch.cat(
+        [torch.randperm(n, generator=torch.Generator().manual_seed(3 * 1_000_003 + e)) for e in range(25)]
+    )
+    for step in range(8):
+        rows = order[step * batch : (step + 1) * batch]
+        bx, by = src.get(step)
+        assert torch.equal(bx, x[rows]) and torch.equal(by, y[rows])

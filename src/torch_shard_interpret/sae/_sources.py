@@ -52,14 +52,14 @@ class TensorSource:
         return self._perms[epoch]
 
     def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        start = step * self.batch
-        idx = []
-        while len(idx) < self.batch:
-            epoch, off = divmod(start + len(idx), self.n)
-            take = min(self.batch - len(idx), self.n - off)
-            idx.extend(self._perm(epoch)[off : off + take].tolist())
-        index = torch.tensor(idx)
-        return self.x[index], (self.y[index] if self.y is not None else None)
+        start, got, parts = step * self.batch, 0, []
+        while got < self.batch:  # slices of the permutations, joined as tensors (no Python list of rows)
+            epoch, off = divmod(start + got, self.n)
+            take = min(self.batch - got, self.n - off)
+            parts.append(self._perm(epoch)[off : off + take])
+            got += take
+        index = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return self.x.index_select(0, index), (self.y.index_select(0, index) if self.y is not None else None)
 
 
 class StoreSource:
