@@ -1,0 +1,78 @@
+"""DLA at an intermediate layer, against a by-hand decomposition of the residual after that block."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import torch_shard_interpret as tsi
+from torch_shard_interpret.testing import tiny_hf_model, tiny_tokenizer
+
+PROMPT = "when mary and john went to the store john gave a drink to"
+
+
+def _model(arch: str, n_layers: int = 3):
+    cfg = {"num_hidden_layers": n_layers} if arch == "llama" else {"n_layer": n_layers}
+    return tsi.wrap(tiny_hf_model(arch, **cfg), tokenizer=tiny_tokenizer())
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("layer", [0, 1])
+def test_intermediate_layer_matches_manual_decomposition(arch, layer):
+    model = _model(arch)
+    assert model.cfg.n_layers == 3
+    dla = tsi.attribution.direct_logit_attribution(model, PROMPT, " mary", " john", layer=layer, position=-2)
+    mary, john = model.token_id(" mary"), model.token_id(" john")
+    sites = ["embed", *(f"blocks.{i}.{k}.out" for i in range(layer + 1) for k in ("attn", "mlp"))]
+    run = model.run(PROMPT, cache=[*sites, f"blocks.{layer}.resid_post"])
+    parts = {s: run.cache[s][0, -2].float() for s in sites}
+    resid = run.cache[f"blocks.{layer}.resid_post"][0, -2].float()
+    torch.testing.assert_close(sum(parts.values()), resid, rtol=1e-5, atol=1e-5)  # the residual is their sum
+
+    # By hand: the final norm with its scale frozen on this residual, then the W_U column difference.
+    norm, head = model.site("final_norm").module, model.site("logits").module
+    centred = isinstance(norm, torch.nn.LayerNorm)
+    eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 0.0)))
+    rc = resid - resid.mean() if centred else resid
+    s = torch.sqrt((rc * rc).mean() + eps)
+    direction = (norm.weight.float() * (head.weight[mary] - head.weight[john]).float() / s).detach()
+
+    def by_hand(c: torch.Tensor) -> float:
+        return float(((c - c.mean()) if centred else c) @ direction)
+
+    assert dla.layer == layer and dla.n_layers == layer + 1 and dla.heads.shape[0] == layer + 1
+    assert set(dla.components) == {
+        "embed",
+        *(f"blocks.{i}.{k}" for i in range(layer + 1) for k in ("attn", "mlp")),
+    }
+    for name, vec in parts.items():
+        key = name.removesuffix(".out")
+        assert dla.components[key] == pytest.approx(by_hand(vec), abs=1e-5), key
+    assert dla.scale == pytest.approx(float(s), rel=1e-4)
+    # The total is the logit lens's logit difference at that layer, and the decomposition adds up to it.
+    lens = tsi.lens.logit_lens(model, PROMPT, return_logits=True, positions=[-2])
+    assert lens.logits is not None
+    assert dla.total == pytest.approx(
+        float(lens.logits[layer, 0, mary] - lens.logits[layer, 0, john]), abs=1e-5
+    )
+    assert sum(dla.components.values()) + dla.remainder == dla.total
+    assert f"blocks.{layer}.resid_post" in dla.label and dla.to_dict()["layer"] == layer
+    assert "the residual after block" in dla.to_html()
+
+
+def test_last_layer_by_index_equals_default_up_to_output_transforms():
+    model = _model("llama")
+    full = tsi.attribution.direct_logit_attribution(model, PROMPT, " mary")
+    at_last = tsi.attribution.direct_logit_attribution(model, PROMPT, " mary", layer=-1)
+    assert full.layer is None and at_last.layer == 2
+    assert at_last.total == pytest.approx(full.total, abs=1e-5)
+    for k, v in full.components.items():
+        assert at_last.components[k] == pytest.approx(v, abs=1e-5)
+
+
+def test_bad_layer():
+    model = _model("llama")
+    with pytest.raises(tsi.InputError, match="outside the model's blocks"):
+        tsi.attribution.direct_logit_attribution(model, PROMPT, " mary", layer=3)
+    with pytest.raises(tsi.InputError, match="block index"):
+        tsi.attribution.direct_logit_attribution(model, PROMPT, " mary", layer="2")  # type: ignore[arg-type]
