@@ -76,3 +76,33 @@ def test_bad_layer():
         tsi.attribution.direct_logit_attribution(model, PROMPT, " mary", layer=3)
     with pytest.raises(tsi.InputError, match="block index"):
         tsi.attribution.direct_logit_attribution(model, PROMPT, " mary", layer="2")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_batch_equals_one_prompt_at_a_time(arch):
+    """Prompts of different lengths in one padded forward: each result is that prompt's own DLA."""
+    model = _model(arch)
+    prompts = [PROMPT, "the cat sat on the mat and", "mary gave john a"]
+    targets = [" mary", " the", " drink"]
+    batch = tsi.attribution.dla_batch(model, prompts, targets, " john", layer=1, batch_size=2)
+    assert len(batch) == 3
+    for prompt, target, res in zip(prompts, targets, batch, strict=True):
+        one = tsi.attribution.direct_logit_attribution(model, prompt, target, " john", layer=1)
+        assert res.position == one.position and res.str_tokens == one.str_tokens and res.layer == 1
+        assert res.total == pytest.approx(one.total, abs=1e-4)
+        assert res.components == pytest.approx(one.components, abs=1e-4)
+        torch.testing.assert_close(res.heads, one.heads, rtol=1e-4, atol=1e-4)
+        assert sum(res.components.values()) + res.remainder == res.total
+    top = tsi.attribution.dla_batch(model, prompts[:2])  # no target: each prompt's own top prediction
+    for prompt, res in zip(prompts[:2], top, strict=True):
+        assert res.target == int(model.run(prompt).logits[0, -1].argmax())
+
+
+def test_batch_bad_inputs():
+    model = _model("llama")
+    with pytest.raises(tsi.InputError, match="one token or one per prompt"):
+        tsi.attribution.dla_batch(model, [PROMPT, "the cat"], [" mary"])
+    with pytest.raises(tsi.InputError, match="non-empty list"):
+        tsi.attribution.dla_batch(model, [])
+    with pytest.raises(tsi.InputError, match="dla_batch"):
+        tsi.attribution.direct_logit_attribution(model, [PROMPT, "the cat"], " mary")

@@ -162,21 +162,31 @@ def dla_from_run(
     baseline: int | None = None,
     position: int = -1,
     layer: int | None = None,
+    row: int | None = None,
+    n_tokens: int | None = None,
 ) -> DLAResult:
-    """DLA from a run that cached ``DLA_SITES`` (the report shares one run between techniques)."""
+    """DLA from a run that cached ``DLA_SITES`` (the report shares one run between techniques).
+
+    ``row``: the prompt of a batched run to explain (default: the run must hold one prompt); ``n_tokens``:
+    that prompt's real (right-padded) length, which ``position`` counts within (default the full width)."""
     norm, head = readout_modules(model)
     n_layers = model.cfg.n_layers
     if run.logits is None or not n_layers:
         raise TsiError("direct logit attribution needs a run with logits and a model with named blocks")
-    if run.logits.shape[0] != 1:
-        raise InputError(f"direct logit attribution takes one prompt, not a batch of {run.logits.shape[0]}")
-    n_pos = run.logits.shape[1]
+    if row is None:
+        if run.logits.shape[0] != 1:
+            raise InputError(
+                f"direct logit attribution takes one prompt, not a batch of {run.logits.shape[0]}; "
+                "use tsi.attribution.dla_batch for several"
+            )
+        row = 0
+    n_pos = run.logits.shape[1] if n_tokens is None else n_tokens
     if not -n_pos <= position < n_pos:
         raise InputError(f"position {position} is outside the prompt of {n_pos} tokens")
     pos = position % n_pos
     last = read_layer(layer, n_layers)
-    final = run.cache[f"blocks.{last}.resid_post"][0, pos].float().cpu()  # [d_model]
-    logits = run.logits[0, pos].float() if layer is None else unembed(model, final)
+    final = run.cache[f"blocks.{last}.resid_post"][row, pos].float().cpu()  # [d_model]
+    logits = run.logits[row, pos].float() if layer is None else unembed(model, final)
     if target is None:
         target = int(logits.argmax())
     total = float(logits[target] - (logits[baseline] if baseline is not None else 0.0))
@@ -194,22 +204,22 @@ def dla_from_run(
             vec = vec - vec.mean(-1, keepdim=True)
         return vec @ readout
 
-    components: dict[str, float] = {"embed": float(contrib(run.cache["embed"][0, pos]))}
+    components: dict[str, float] = {"embed": float(contrib(run.cache["embed"][row, pos]))}
     heads = torch.zeros(last + 1, model.cfg.n_heads or 0)
     head_bias = torch.zeros(last + 1)
     from ._weights import head_output_weights
 
     for i in range(last + 1):
-        components[f"blocks.{i}.attn"] = float(contrib(run.cache[f"blocks.{i}.attn.out"][0, pos]))
-        components[f"blocks.{i}.mlp"] = float(contrib(run.cache[f"blocks.{i}.mlp.out"][0, pos]))
-        z = run.cache[f"blocks.{i}.attn.z"][0, pos].float().cpu()  # [n_heads, d_head]
+        components[f"blocks.{i}.attn"] = float(contrib(run.cache[f"blocks.{i}.attn.out"][row, pos]))
+        components[f"blocks.{i}.mlp"] = float(contrib(run.cache[f"blocks.{i}.mlp.out"][row, pos]))
+        z = run.cache[f"blocks.{i}.attn.z"][row, pos].float().cpu()  # [n_heads, d_head]
         w_o, b_o = head_output_weights(model, i)  # [n_heads, d_head, d_model], [d_model] | None
         per_head = torch.einsum("hd,hdm->hm", z, w_o.detach().float().cpu())  # [n_heads, d_model]
         heads[i, : per_head.shape[0]] = contrib(per_head)
         if b_o is not None:
             head_bias[i] = contrib(b_o.detach())
     remainder = _exact_remainder(total, components)
-    tokens = run.tokens[0].cpu() if run.tokens is not None else None
+    tokens = run.tokens[row, :n_pos].cpu() if run.tokens is not None else None
     return DLAResult(
         total=total,
         components=components,
