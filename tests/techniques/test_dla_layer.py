@@ -1,4 +1,4 @@
-"""DLA at an intermediate layer, against a by-hand decomposition of the residual after that block."""
+"""DLA at an intermediate layer (against a by-hand decomposition of that residual) and over a batch of prompts."""
 
 from __future__ import annotations
 
@@ -106,3 +106,29 @@ def test_batch_bad_inputs():
         tsi.attribution.dla_batch(model, [])
     with pytest.raises(tsi.InputError, match="dla_batch"):
         tsi.attribution.direct_logit_attribution(model, [PROMPT, "the cat"], " mary")
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_neurons_sum_to_their_mlp_and_match_by_hand(arch):
+    model = _model(arch)
+    dla = tsi.attribution.direct_logit_attribution(model, PROMPT, " mary", " john", layer=1)
+    per, bias = tsi.attribution.neuron_attribution(model, PROMPT, " mary", " john", block=1, layer=1)
+    run = model.run(PROMPT, cache=["blocks.1.mlp.post", "blocks.1.resid_post"])
+    assert per.shape == run.cache["blocks.1.mlp.post"].shape[-1:]
+    assert float(per.sum()) + bias == pytest.approx(dla.components["blocks.1.mlp"], abs=1e-4)
+    # Neuron 3 by hand: its activation times its W_down column, read out through the frozen norm.
+    down = model.site("blocks.1.mlp.post").module
+    col = (down.weight[:, 3] if arch == "llama" else down.weight[3]).detach().float()  # Conv1D is [in, out]
+    norm, head = model.site("final_norm").module, model.site("logits").module
+    resid = run.cache["blocks.1.resid_post"][0, -1].float()
+    if arch == "gpt2":
+        resid, col = resid - resid.mean(), col - col.mean()
+    eps = float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 0.0)))
+    s = torch.sqrt((resid * resid).mean() + eps)
+    w_dir = (head.weight[model.token_id(" mary")] - head.weight[model.token_id(" john")]).detach().float()
+    expected = (
+        run.cache["blocks.1.mlp.post"][0, -1, 3].float() * (col * norm.weight.detach().float() / s) @ w_dir
+    )
+    assert float(per[3]) == pytest.approx(float(expected), abs=1e-5)
+    with pytest.raises(tsi.InputError, match="comes after the layer read"):
+        tsi.attribution.neuron_attribution(model, PROMPT, " mary", block=2, layer=1)
