@@ -2,6 +2,8 @@
 
 from ._dla import DLAResult as DLAResult
 from ._dla import direct_logit_attribution as direct_logit_attribution
+from ._dla_batch import dla_batch as dla_batch
+from ._dla_neurons import neuron_attribution as neuron_attribution
 from ._ig import CompletenessWarning as CompletenessWarning
 from ._ig import IGResult as IGResult
 from ._ig import integrated_gradients as integrated_gradients
@@ -13,6 +15,8 @@ __all__ = [
     "DLAResult",
     "IGResult",
     "direct_logit_attribution",
+    "dla_batch",
     "integrated_gradients",
+    "neuron_attribution",
     "saliency",
 ]

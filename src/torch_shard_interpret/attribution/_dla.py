@@ -12,6 +12,10 @@ bias, the unembedding's bias, output transforms after the unembedding (soft-capp
 adapter's components do not cover. These land in ``DLAResult.remainder``, so that
 ``sum(components.values()) + remainder == total`` always. For LLaMA-style models (RMSNorm, no biases)
 the remainder is float rounding only.
+
+``layer=L`` explains the logit the logit lens reads at ``blocks.{L}.resid_post`` instead,
+``unembed(final_norm(resid_post_L))``, by the components that wrote into that residual (the embedding and
+blocks ``0..L``), with the final norm's scale frozen on that residual; the same identity holds.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from .._render import standalone
 from ..core._errors import InputError, TsiError
 from ..core._model import Model, RunResult
 from ..core._result import jsonable
-from ..lens._logit import as_token_id, module_device, module_dtype, readout_modules
+from ..lens._logit import as_token_id, module_device, module_dtype, readout_modules, unembed
 from ._dla_html import dla_section_html
 
 DLA_SITES = ("embed", "blocks.*.attn.out", "blocks.*.mlp.out", "blocks.*.attn.z", "blocks.*.resid_post")
@@ -57,6 +61,8 @@ class DLAResult:
     str_tokens: list[str] = field(default_factory=list)
     scale: float = float("nan")
     """The frozen final-norm scale ``s`` on the full residual at ``position``."""
+    layer: int | None = None
+    """The block whose ``resid_post`` was read (``layer=`` of the call); ``None``: the model's output."""
 
     @property
     def n_layers(self) -> int:
@@ -83,7 +89,8 @@ class DLAResult:
     def label(self) -> str:
         """``logit(' Paris')`` or ``logit(' Mary') - logit(' John')``."""
         t = f"logit({self.target_str!r})"
-        return t if self.baseline is None else f"{t} - logit({self.baseline_str!r})"
+        t = t if self.baseline is None else f"{t} - logit({self.baseline_str!r})"
+        return t if self.layer is None else f"{t} at blocks.{self.layer}.resid_post"
 
     def to_dict(self, top: int = 8) -> dict[str, Any]:
         """JSON-safe: every field (``target`` and ``baseline`` as ``{"token", "id"}``), the ``label``, the
@@ -95,6 +102,7 @@ class DLAResult:
             "target": {"token": self.target_str, "id": self.target},
             "baseline": None if self.baseline is None else {"token": self.baseline_str, "id": self.baseline},
             "position": self.position,
+            "layer": self.layer,
             "tokens": self.str_tokens,
             "total": self.total,
             "remainder": self.remainder,
@@ -121,6 +129,7 @@ def direct_logit_attribution(
     baseline: int | str | None = None,
     *,
     position: int = -1,
+    layer: int | None = None,
 ) -> DLAResult:
     """Direct logit attribution of ``target`` (minus ``baseline``) at ``position`` to every component.
 
@@ -130,6 +139,8 @@ def direct_logit_attribution(
         target: a one-token string (``" Paris"``) or token id; ``None`` uses the model's top prediction.
         baseline: optional second token; the attribution is then of ``logit(target) - logit(baseline)``.
         position: the position whose prediction is explained (default the last).
+        layer: explain the logit-lens logit read at ``blocks.{layer}.resid_post`` (negative counts from the
+            end) by the embedding and blocks ``0..layer``; default ``None``, the model's own output logit.
 
     Returns:
         ``DLAResult``. Contributions use the final norm's scale frozen at its value on the full residual
@@ -140,7 +151,7 @@ def direct_logit_attribution(
     baseline_id = as_token_id(model, baseline, "baseline")
     readout_modules(model)
     run = model.run(prompt, cache=list(DLA_SITES))
-    return dla_from_run(model, run, target=target_id, baseline=baseline_id, position=position)
+    return dla_from_run(model, run, target=target_id, baseline=baseline_id, position=position, layer=layer)
 
 
 def dla_from_run(
@@ -150,19 +161,32 @@ def dla_from_run(
     target: int | None = None,
     baseline: int | None = None,
     position: int = -1,
+    layer: int | None = None,
+    row: int | None = None,
+    n_tokens: int | None = None,
 ) -> DLAResult:
-    """DLA from a run that cached ``DLA_SITES`` (the report shares one run between techniques)."""
+    """DLA from a run that cached ``DLA_SITES`` (the report shares one run between techniques).
+
+    ``row``: the prompt of a batched run to explain (default: the run must hold one prompt); ``n_tokens``:
+    that prompt's real (right-padded) length, which ``position`` counts within (default the full width)."""
     norm, head = readout_modules(model)
     n_layers = model.cfg.n_layers
     if run.logits is None or not n_layers:
         raise TsiError("direct logit attribution needs a run with logits and a model with named blocks")
-    if run.logits.shape[0] != 1:
-        raise InputError(f"direct logit attribution takes one prompt, not a batch of {run.logits.shape[0]}")
-    n_pos = run.logits.shape[1]
+    if row is None:
+        if run.logits.shape[0] != 1:
+            raise InputError(
+                f"direct logit attribution takes one prompt, not a batch of {run.logits.shape[0]}; "
+                "use tsi.attribution.dla_batch for several"
+            )
+        row = 0
+    n_pos = run.logits.shape[1] if n_tokens is None else n_tokens
     if not -n_pos <= position < n_pos:
         raise InputError(f"position {position} is outside the prompt of {n_pos} tokens")
     pos = position % n_pos
-    logits = run.logits[0, pos].float()
+    last = read_layer(layer, n_layers)
+    final = run.cache[f"blocks.{last}.resid_post"][row, pos].float().cpu()  # [d_model]
+    logits = run.logits[row, pos].float() if layer is None else unembed(model, final)
     if target is None:
         target = int(logits.argmax())
     total = float(logits[target] - (logits[baseline] if baseline is not None else 0.0))
@@ -171,7 +195,6 @@ def dla_from_run(
     w_u = _unembed_columns(head, [target] if baseline is None else [target, baseline])  # [d_model, 1 or 2]
     direction = w_u[:, 0] if baseline is None else w_u[:, 0] - w_u[:, 1]  # [d_model]
 
-    final = run.cache[f"blocks.{n_layers - 1}.resid_post"][0, pos].float().cpu()  # [d_model]
     centre, weight, scale = _frozen_norm(norm, final)
     readout = weight * direction / scale  # [d_model]: contribution = centre(c) @ readout
 
@@ -181,22 +204,22 @@ def dla_from_run(
             vec = vec - vec.mean(-1, keepdim=True)
         return vec @ readout
 
-    components: dict[str, float] = {"embed": float(contrib(run.cache["embed"][0, pos]))}
-    heads = torch.zeros(n_layers, model.cfg.n_heads or 0)
-    head_bias = torch.zeros(n_layers)
+    components: dict[str, float] = {"embed": float(contrib(run.cache["embed"][row, pos]))}
+    heads = torch.zeros(last + 1, model.cfg.n_heads or 0)
+    head_bias = torch.zeros(last + 1)
     from ._weights import head_output_weights
 
-    for i in range(n_layers):
-        components[f"blocks.{i}.attn"] = float(contrib(run.cache[f"blocks.{i}.attn.out"][0, pos]))
-        components[f"blocks.{i}.mlp"] = float(contrib(run.cache[f"blocks.{i}.mlp.out"][0, pos]))
-        z = run.cache[f"blocks.{i}.attn.z"][0, pos].float().cpu()  # [n_heads, d_head]
+    for i in range(last + 1):
+        components[f"blocks.{i}.attn"] = float(contrib(run.cache[f"blocks.{i}.attn.out"][row, pos]))
+        components[f"blocks.{i}.mlp"] = float(contrib(run.cache[f"blocks.{i}.mlp.out"][row, pos]))
+        z = run.cache[f"blocks.{i}.attn.z"][row, pos].float().cpu()  # [n_heads, d_head]
         w_o, b_o = head_output_weights(model, i)  # [n_heads, d_head, d_model], [d_model] | None
         per_head = torch.einsum("hd,hdm->hm", z, w_o.detach().float().cpu())  # [n_heads, d_model]
         heads[i, : per_head.shape[0]] = contrib(per_head)
         if b_o is not None:
             head_bias[i] = contrib(b_o.detach())
     remainder = _exact_remainder(total, components)
-    tokens = run.tokens[0].cpu() if run.tokens is not None else None
+    tokens = run.tokens[row, :n_pos].cpu() if run.tokens is not None else None
     return DLAResult(
         total=total,
         components=components,
@@ -210,7 +233,19 @@ def dla_from_run(
         baseline_str=None if baseline is None else model.str_tokens(torch.tensor([baseline]))[0],
         str_tokens=model.str_tokens(tokens) if tokens is not None else [],
         scale=float(scale),
+        layer=None if layer is None else last,
     )
+
+
+def read_layer(layer: Any, n_layers: int) -> int:
+    """The block index ``layer=`` names (``None``: the last block); ``InputError`` when out of range."""
+    if layer is None:
+        return n_layers - 1
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise InputError(f"layer must be a block index (an int), not {type(layer).__name__}")
+    if not -n_layers <= layer < n_layers:
+        raise InputError(f"layer {layer} is outside the model's blocks 0..{n_layers - 1}")
+    return layer % n_layers
 
 
 def _unembed_columns(head: nn.Module, ids: list[int]) -> torch.Tensor:

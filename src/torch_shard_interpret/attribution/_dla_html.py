@@ -24,11 +24,12 @@ def dla_section_html(dla: DLAResult) -> str:
     label = f"logit({quoted(dla.target_str)})"
     if dla.baseline is not None:
         label += f" − logit({quoted(dla.baseline_str or '')})"
+    read_at = "the final residual stream" if dla.layer is None else f"the residual after block {dla.layer}"
     summed = sum(dla.components.values())
     parts = [
         f'<p class="how">How much each component writes, directly, along the unembedding direction of '
-        f"{esc(label)} at the last position ({esc(quoted(pos_tok))}). The final norm's scale is frozen at its value on "
-        f"the full residual stream (s = {dla.scale:.4g}), which makes the contributions add up: "
+        f"{esc(label)} at position {dla.position} ({esc(quoted(pos_tok))}), read from {read_at}. The final norm's "
+        f"scale is frozen at its value on that full residual (s = {dla.scale:.4g}), which makes the contributions add up: "
         f"embedding + Σ attention + Σ MLP + remainder = total. Positive pushes the prediction towards "
         f"the target{' and away from the baseline' if dla.baseline is not None else ''}. Direct effects only: "
         f"what a component does through later layers is not counted here.</p>",

@@ -105,6 +105,8 @@ def lens_section_html(
 
 def _layer_name(lens: LensResult, i: int, short: bool = False) -> str:
     name = lens.layer_names[i] if i < len(lens.layer_names) else f"blocks.{i}.resid_post"
+    if name.endswith(".resid_pre") and name.startswith("blocks.0."):
+        return "emb" if short else "embeddings (before block 0)"
     num = name.split(".")[1] if name.startswith("blocks.") else str(i)
     return f"L{num}" if short else f"after block {num}"
 

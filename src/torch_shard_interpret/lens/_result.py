@@ -20,11 +20,12 @@ class LensResult:
     """Next-token distributions read from the residual stream after every block.
 
     ``probs[l, p]`` is the distribution the model would predict at position ``positions[p]`` if the
-    residual stream after block ``l`` went straight into the final norm and the unembedding.
+    residual stream of row ``l`` (``layer_names[l]``: after block ``l``, or the embeddings first when the
+    lens was asked for them) went straight into the final norm and the unembedding.
     """
 
     probs: torch.Tensor
-    """``[n_layers, pos, d_vocab]`` float32 probabilities (CPU)."""
+    """``[n_layers, pos, d_vocab]`` float32 probabilities (CPU); one more row first with ``include_embed``."""
     tokens: torch.Tensor
     """``[pos]`` the input token ids at those positions."""
     str_tokens: list[str]
@@ -34,12 +35,30 @@ class LensResult:
     target: int | None = None
     """Token id that ``rank()`` / ``prob()`` use by default (``target=`` of ``logit_lens``)."""
     layer_names: list[str] = field(default_factory=list)
-    """Site of each row, e.g. ``blocks.3.resid_post``."""
+    """Site of each row, e.g. ``blocks.3.resid_post`` (``blocks.0.resid_pre`` for the embedding row)."""
     tokenizer: Any = field(default=None, repr=False)
+    logits: torch.Tensor | None = field(default=None, repr=False)
+    """``[n_layers, pos, d_vocab]`` float32 logits (CPU) with ``return_logits=True``, else ``None``."""
 
     @property
     def n_layers(self) -> int:
+        """The number of rows (one per block, plus the embedding row when it was asked for)."""
         return self.probs.shape[0]
+
+    @property
+    def log_probs(self) -> torch.Tensor:
+        """``[n_layers, pos, d_vocab]`` log-probabilities: ``log_softmax(logits)`` when the lens kept its
+        logits, else ``log(probs)`` (the same up to float32 rounding, but ``-inf`` where a probability
+        underflowed to 0; pass ``return_logits=True`` for exact tails). Computed on each access."""
+        if self.logits is not None:
+            return self.logits.log_softmax(-1)
+        return self.probs.log()
+
+    @property
+    def hook_names(self) -> list[str]:
+        """The TransformerLens hook name of each row: ``blocks.0.hook_resid_pre``, ``blocks.{i}.hook_resid_post``."""
+        return [n.replace(".resid_pre", ".hook_resid_pre").replace(".resid_post", ".hook_resid_post")
+                for n in self.layer_names]  # fmt: skip
 
     def _token(self, token_id: int | str | None) -> int:
         if token_id is None:
@@ -80,10 +99,10 @@ class LensResult:
         return out
 
     def to_dict(self, top_k: int = 5) -> dict[str, Any]:
-        """JSON-safe: the rows (``layers``), the input ``tokens`` (``{"id", "text"}``), each cell's ``top_k``
+        """JSON-safe: the rows (``layers``, and their TransformerLens ``hook_names``), the input ``tokens`` (``{"id", "text"}``), each cell's ``top_k``
         tokens (``top[layer][pos]``: ``{"token", "id", "prob"}``) and the heatmap ``value[layer][pos]``:
         the target's probability (with its ``rank``) when there is a target, else the top token's. The
-        full ``[n_layers, pos, d_vocab]`` distribution stays out (use ``probs``)."""
+        full ``[n_layers, pos, d_vocab]`` distribution and the logits stay out (use ``probs`` / ``logits``)."""
         vals, ids = self.top_ids(top_k)  # [n_layers, pos, k]
         top = [
             [
@@ -94,6 +113,7 @@ class LensResult:
         ]
         out: dict[str, Any] = {
             "layers": list(self.layer_names),
+            "hook_names": self.hook_names,
             "positions": list(self.positions),
             "tokens": [
                 {"id": i, "text": t} for i, t in zip(self.tokens.tolist(), self.str_tokens, strict=True)
