@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ._activation import _check_layout, _columns, _prepare, _scale
-from ._common import Metric, call_metric, call_metric_grad, last_logits_kwargs, position_labels
+from ._common import (
+    Metric,
+    PatchingError,
+    call_metric,
+    call_metric_grad,
+    last_logits_kwargs,
+    position_labels,
+)
 from ._result import PatchResult
 
 if TYPE_CHECKING:
@@ -38,6 +45,11 @@ def attribution_patching(
     positions and the feature dimension (``d_model``; ``d_head`` of the column's head with ``heads=True``),
     where ``grad = d metric / d act`` on the run being patched (the corrupt run for denoising) and
     ``source_act`` comes from the other run."""
+    if heads not in (True, False):
+        raise PatchingError(
+            f"attribution_patching takes heads=True or False, not {heads!r}; the per-position head grid "
+            "(heads='grid') is activation_patching's"
+        )
     clean_ids, corrupt_ids, site_objs, names = _prepare(model, clean, corrupt, sites, heads, direction)
     base_ids, src_ids = (corrupt_ids, clean_ids) if direction == "denoise" else (clean_ids, corrupt_ids)
 
