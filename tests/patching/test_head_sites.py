@@ -176,3 +176,16 @@ def test_pattern_needs_eager_attention():
         tsi.patching.activation_patching(
             model, CLEAN, CORRUPT, metric, sites="blocks.0.attn.pattern", heads=True
         )
+
+
+def test_attribution_patching_has_the_same_head_columns(model, metric):
+    kw = dict(sites="blocks.*.attn.k", progress=False)
+    exact = tsi.patching.activation_patching(model, CLEAN, CORRUPT, metric, heads=True, **kw)
+    kw.pop("progress")
+    est = tsi.patching.attribution_patching(model, CLEAN, CORRUPT, metric, heads=True, **kw)
+    whole = tsi.patching.attribution_patching(model, CLEAN, CORRUPT, metric, positions="all", **kw)
+    assert est.effects.shape == exact.effects.shape and est.head_groups == exact.head_groups
+    # the linear estimate is additive: the head columns (key/value heads, each summed over the query
+    # heads' copies) add up to the estimate for the whole site
+    torch.testing.assert_close(est.raw.sum(1), whole.raw[:, 0], atol=1e-4, rtol=1e-4)
+    assert -1 <= est.correlation(exact) <= 1
