@@ -1,6 +1,7 @@
 """Activation patching, batched: many patched runs share one forward pass.
 
-The patched run of every cell (site x position, or site x head) starts from the same input, so ``k`` cells
+The patched run of every cell (site x position, site x head, or site x position x head with
+``heads="grid"``; ``_cells.py`` says which rows, positions and heads a cell writes) starts from the same input, so ``k`` cells
 run as one forward of ``k`` copies of that input, and batch row ``r`` gets only cell ``r``'s patch: one
 ``tsi.Fn`` per site writes the source activation into the rows (and positions, and heads) that patch
 that site. The result equals one forward per patch, to float tolerance (``tests/patching``).
@@ -105,7 +106,7 @@ def activation_patching(
         col_pos, _ = columns(positions, clean_ids.shape[1], False, None)
         shape: tuple[int, ...] = (len(col_pos),)
     else:
-        if mode == GRID and positions in ("all", None):
+        if mode == GRID and (positions is None or isinstance(positions, str) and positions == "all"):
             raise PatchingError(
                 "heads='grid' gives one cell per position and head, so positions cannot be 'all'; use "
                 "positions='each' (or a list), or heads=True to patch each head at all positions"
