@@ -75,3 +75,29 @@ def test_patch_heads_grid_on_gqa_keys(tiny, tmp_path, capsys):
     code = main([*args, "john", "--heads", "grid", "--method", "attribution", "--out", str(tmp_path / "p")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--method exact only" in err
+
+
+def test_patch_pattern_heads_switches_to_eager_attention(tiny, tmp_path, capsys):
+    from torch_shard_interpret.cli._common import PRELOADED
+
+    assert PRELOADED[tiny].module.config._attn_implementation != "eager"
+    args = [
+        "patch",
+        "--model",
+        tiny,
+        "--clean",
+        CLEAN,
+        "--corrupt",
+        CORRUPT,
+        "--target",
+        "mary",
+        "--baseline",
+    ]
+    with pytest.warns(UserWarning, match="eager"):
+        code = main(
+            [*args, "john", "--sites", "blocks.1.attn.pattern", "--heads", "--out", str(tmp_path / "o")]
+        )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert PRELOADED[tiny].module.config._attn_implementation == "eager"
+    assert "blocks.1.attn.pattern" in out and "H3" in (tmp_path / "o" / "patching.html").read_text()
