@@ -43,11 +43,12 @@ def test_patch_errors_are_one_line(tiny, tmp_path, capsys):
     assert code == 2 and "is a file" in capsys.readouterr().err
 
 
-def test_patch_heads_grid_on_gqa_keys(tiny, tmp_path, capsys):
-    args = [
+def _pair(model: str) -> list[str]:
+    """``tsi patch`` arguments up to ``--baseline`` (its value comes next)."""
+    return [
         "patch",
         "--model",
-        tiny,
+        model,
         "--clean",
         CLEAN,
         "--corrupt",
@@ -56,6 +57,10 @@ def test_patch_heads_grid_on_gqa_keys(tiny, tmp_path, capsys):
         "mary",
         "--baseline",
     ]
+
+
+def test_patch_heads_grid_on_gqa_keys(tiny, tmp_path, capsys):
+    args = _pair(tiny)
     code = main(
         [*args, "john", "--sites", "blocks.*.attn.k", "--heads", "grid", "--out", str(tmp_path / "o")]
     )
@@ -81,18 +86,7 @@ def test_patch_pattern_heads_switches_to_eager_attention(tiny, tmp_path, capsys)
     from torch_shard_interpret.cli._common import PRELOADED
 
     assert PRELOADED[tiny].module.config._attn_implementation != "eager"
-    args = [
-        "patch",
-        "--model",
-        tiny,
-        "--clean",
-        CLEAN,
-        "--corrupt",
-        CORRUPT,
-        "--target",
-        "mary",
-        "--baseline",
-    ]
+    args = _pair(tiny)
     with pytest.warns(UserWarning, match="eager"):
         code = main(
             [*args, "john", "--sites", "blocks.1.attn.pattern", "--heads", "--out", str(tmp_path / "o")]
