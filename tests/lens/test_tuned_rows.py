@@ -18,12 +18,12 @@ PROMPT = "when mary and john went to the store john gave a drink to"
 TEXTS = ["the cat and the dog went to the house", "paris is a city and rome is a city", PROMPT]
 
 
-@pytest.fixture(params=["llama", "gpt2"])
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
 def model(request):
     return tsi.wrap(tiny_hf_model(request.param), tokenizer=tiny_tokenizer())
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def trained(model):
     return tsi.lens.TunedLens.train(model, TEXTS, steps=4, batch_size=8, lr=1e-2, progress=False)
 
