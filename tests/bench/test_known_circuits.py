@@ -87,6 +87,30 @@ def test_truth_is_necessary_and_decoys_are_not(algo):
         assert accuracy(algo.model, algo.name, n=100, interventions=knock) < 0.7, node
 
 
+def test_decoys_are_live_and_tell_clean_from_corrupt(algo):
+    """The decoys compute something that differs between the prompts; only their write-out is useless."""
+    sites = ["blocks.0.attn.z", "blocks.1.attn.z", "blocks.0.mlp.out", "blocks.1.mlp.out"]
+    clean, corrupt = algo.model.run(algo.clean, cache=sites), algo.model.run(algo.corrupt, cache=sites)
+    for layer in range(2):
+        z = clean.cache[f"blocks.{layer}.attn.z"] - corrupt.cache[f"blocks.{layer}.attn.z"]  # [1, pos, head, d]
+        for h in range(4):
+            if f"a{layer}.h{h}" not in algo.circuit:
+                assert float(z[0, :, h].abs().max()) > 1e-2, (algo.name, layer, h)
+        if f"m{layer}" not in algo.circuit:
+            out = clean.cache[f"blocks.{layer}.mlp.out"] - corrupt.cache[f"blocks.{layer}.mlp.out"]
+            assert float(out.abs().max()) > 1e-2, (algo.name, layer)
+
+
+def test_check_rows_pass_for_the_algorithms():
+    from torch_shard_interpret.bench import _check_circuit
+    from torch_shard_interpret.bench._scoreboard import row_passes
+
+    rows = [r for r in _check_circuit.checks(quick=True) if r["task"].split(": ")[1] in ALGORITHMS]
+    assert len(rows) == 12 and {r["tool"] for r in rows} == set(_check_circuit.TOOLS)
+    for r in rows:
+        assert row_passes(r["value"], r["threshold"], r["higher_is_better"]), r
+
+
 def test_algorithm_truth_names_real_nodes_and_edges(algo):
     graph = tsi.circuits.graph(algo.model)
     assert algo.revealed <= algo.edges <= set(graph.edges)
