@@ -92,7 +92,9 @@ def test_decoys_are_live_and_tell_clean_from_corrupt(algo):
     sites = ["blocks.0.attn.z", "blocks.1.attn.z", "blocks.0.mlp.out", "blocks.1.mlp.out"]
     clean, corrupt = algo.model.run(algo.clean, cache=sites), algo.model.run(algo.corrupt, cache=sites)
     for layer in range(2):
-        z = clean.cache[f"blocks.{layer}.attn.z"] - corrupt.cache[f"blocks.{layer}.attn.z"]  # [1, pos, head, d]
+        z = (
+            clean.cache[f"blocks.{layer}.attn.z"] - corrupt.cache[f"blocks.{layer}.attn.z"]
+        )  # [1, pos, head, d]
         for h in range(4):
             if f"a{layer}.h{h}" not in algo.circuit:
                 assert float(z[0, :, h].abs().max()) > 1e-2, (algo.name, layer, h)
