@@ -58,6 +58,16 @@ def test_algorithm_runs_on_random_inputs(algo):
     assert float(algo.metric(clean)[0]) > 1.0 > -1.0 > float(algo.metric(corrupt)[0])
 
 
+def test_strong_decoys_keep_the_algorithm_and_move_the_metric(algo):
+    strong = tsi.bench.known_circuit(algo.name, decoy_scale=3.0)
+    assert accuracy(strong.model, algo.name, n=200, seed=6) == 1.0
+    weak_out = algo.model.run(algo.clean).logits
+    strong_out = strong.model.run(strong.clean).logits
+    assert torch.equal(strong.clean, algo.clean) and not torch.allclose(weak_out, strong_out, atol=1e-3)
+    with pytest.raises(tsi.InputError, match="decoy_scale must be a number >= 0"):
+        tsi.bench.known_circuit(algo.name, decoy_scale=-1)
+
+
 def test_algorithm_prompts_are_instances_of_the_task():
     g = torch.Generator().manual_seed(0)
     ids, expected = sample("counting", g)

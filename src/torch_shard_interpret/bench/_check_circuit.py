@@ -10,7 +10,9 @@ Counting, reversal and sorting also get edge rows (tool ``circuits``): EAP-IG (2
 of ``tsi.circuits.graph``; the AUROC ranks ``task.revealed`` (the true edges the corruption reaches) against
 every edge outside ``task.edges`` (prev_token's and induction's edge rows are in ``circuits/_bench.py``).
 The full suite adds EAP and exact edge patching, and seeds 1 and 2 (other decoys and prompts; the row
-keeps the worst seed). Notes give ``min |true| / max |decoy|``, the margin under an AUROC of 1.0.
+keeps the worst seed), and runs the three again with decoys ten times as strong (``decoy_scale=3``: they
+move the norms' scale, so patching them moves the metric). Notes give ``min |true| / max |decoy|``, the
+margin under an AUROC of 1.0.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ THRESHOLD = {"patching.activation": 0.95, "patching.attribution": 0.9, "attribut
 NODE_TOOLS = (("patching.activation", "activation"), ("patching.attribution", "attribution"),
               ("attribution.dla", "dla"))  # fmt: skip
 EDGE_METHODS = {"eap-ig": {"steps": 20}, "eap": {}, "patching": {}}
+STRONG_DECOYS = 3.0  # ten times the default; at 10 sorting's accuracy falls to 0.99
 
 
 def node_scores(task, method: str) -> dict[str, float]:
@@ -69,9 +72,12 @@ def checks(quick: bool) -> list[dict]:
     from ._metrics import auroc
 
     rows = []
-    for name in NAMES + ALGORITHMS:
-        seeds = (0,) if quick or name in NAMES else (0, 1, 2)
-        tasks = [known_circuit(name, seed) for seed in seeds]
+    variants = [(name, "", 0.3) for name in NAMES + ALGORITHMS]
+    if not quick:
+        variants += [(name, " (strong decoys)", STRONG_DECOYS) for name in ALGORITHMS]
+    for name, label, scale in variants:
+        seeds = (0,) if quick or name in NAMES or label else (0, 1, 2)
+        tasks = [known_circuit(name, seed, decoy_scale=scale) for seed in seeds]
         for tool, method in NODE_TOOLS:
             results = []
             for task in tasks:
@@ -81,13 +87,13 @@ def checks(quick: bool) -> list[dict]:
             value, margin, scores, truth = min(results, key=lambda r: (r[0], r[1]))
             top = sorted(scores, key=lambda k: -abs(scores[k]))[:3]
             rows.append(
-                {"tool": tool, "task": f"known circuit: {name}", "metric": "AUROC true vs decoys",
+                {"tool": tool, "task": f"known circuit: {name}{label}", "metric": "AUROC true vs decoys",
                  "value": value, "threshold": THRESHOLD[tool], "higher_is_better": True,
                  "note": f"true {sorted(truth)}; top {top}; min|true|/max|decoy| {margin:.3g}"
                          + (f"; worst of seeds {list(seeds)}" if len(seeds) > 1 else "")}
             )  # fmt: skip
         if name in ALGORITHMS:
-            rows += _edge_rows(name, tasks, seeds, ("eap-ig",) if quick else tuple(EDGE_METHODS))
+            rows += _edge_rows(name + label, tasks, seeds, ("eap-ig",) if quick else tuple(EDGE_METHODS))
     return rows
 
 

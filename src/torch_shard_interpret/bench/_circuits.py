@@ -123,14 +123,17 @@ def build_module(name: str, seed: int = 0, sharp: float = 40.0, decoy_scale: flo
     return model
 
 
-def known_circuit(name: str = "induction", seed: int = 0) -> KnownCircuit:
+def known_circuit(name: str = "induction", seed: int = 0, decoy_scale: float = 0.3) -> KnownCircuit:
     """A hand-built transformer with a known circuit: ``"prev_token"`` or ``"induction"`` (see module docs),
-    ``"counting"``, ``"reversal"`` or ``"sorting"`` (see ``_algorithmic.py``)."""
+    ``"counting"``, ``"reversal"`` or ``"sorting"`` (see ``_algorithmic.py``). ``decoy_scale``: how much the
+    decoys write into the scratch space (larger: they move the norms' scale, and so the logits, more)."""
     import torch_shard_interpret as tsi
 
+    if not (isinstance(decoy_scale, (int, float)) and decoy_scale >= 0):
+        raise InputError(f"decoy_scale must be a number >= 0, not {decoy_scale!r}")
     if name in ALGORITHMS:
-        return _algorithm(name, seed)
-    module = build_module(name, seed)
+        return _algorithm(name, seed, float(decoy_scale))
+    module = build_module(name, seed, decoy_scale=float(decoy_scale))
     g = torch.Generator().manual_seed(seed + 2)
     toks = torch.randperm(V, generator=g)
     seq = toks[:T].clone()
@@ -158,7 +161,7 @@ def known_circuit(name: str = "induction", seed: int = 0) -> KnownCircuit:
     )
 
 
-def _algorithm(name: str, seed: int) -> KnownCircuit:
+def _algorithm(name: str, seed: int, decoy_scale: float) -> KnownCircuit:
     import torch_shard_interpret as tsi
 
     from . import _algorithmic as alg
@@ -168,7 +171,7 @@ def _algorithm(name: str, seed: int) -> KnownCircuit:
     heads = {f"a{layer}.h{h}" for layer, h in alg.TRUE_HEADS[name]}
     circuit = heads | {f"m{layer}" for layer in alg.TRUE_MLPS[name]}
     nodes = [f"a{layer}.h{h}" for layer in range(2) for h in range(alg.H)] + ["m0", "m1"]
-    model = tsi.wrap(alg.build_module(name, seed))
+    model = tsi.wrap(alg.build_module(name, seed, decoy_scale=decoy_scale))
     return KnownCircuit(
         name, model, torch.tensor([clean]), torch.tensor([corrupt]), answer, wrong, circuit, nodes,
         set(alg.EDGES[name]), set(alg.DIRECT[name]), set(alg.REVEALED[name]),
