@@ -391,10 +391,6 @@ def checks(quick: bool) -> list[dict[str, Any]]:
         if name != "saliency":
             ok = sum(ranks[f"{name}_ok"]) / len(ranks[f"{name}_ok"])
             rows.append({**_row("trojan-lm", "completeness_pass_fraction" + end, ok, 0.9), "tool": tool})
-    missed = [w for r, w in zip(ranks["ig"], ranks["ig_warned"], strict=True) if r != 1]
-    warned = sum(missed) / len(missed) if missed else 1.0
-    rows.append({**_row("trojan-lm", "default_misses_warned_fraction", warned, 1.0,
-                        f"{len(missed)} default calls missed the trigger"), "tool": "attribution.ig"})  # fmt: skip
     loc = lm_patching_localises(lm, max(5, n // 2))
     rows.append({**_row("trojan-lm", "trigger_localised_fraction", loc, 0.9), "tool": "patching.activation"})
     dg = trojan("digits", progress=False)
