@@ -128,4 +128,4 @@ def test_quick_anomaly_check_trains_a_smaller_sae_and_passes():
     for r in rows:
         assert r["value"] >= r["threshold"], r
     sae = [r for r in rows if r["tool"] == "anomaly.sae"]
-    assert len(sae) == 2 and all("quick: steps=100" in r["note"] for r in sae)
+    assert len(sae) == 2 and all("suite detector: steps=100" in r["note"] for r in sae)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import torch_shard_interpret as tsi
 from torch_shard_interpret.bench import _trojan
 from torch_shard_interpret.core._errors import InputError
 
@@ -32,10 +33,21 @@ def test_patching_localises_the_trigger(lm_trojan):
     assert _trojan.lm_patching_localises(lm_trojan, 5) == 1.0
 
 
-def test_counterfactual_ig_ranks_the_trigger_first(lm_trojan):
+def test_neutral_baselines_rank_the_trigger_first_and_the_zero_one_warns(lm_trojan):
     ranks = _trojan.lm_attribution_ranks(lm_trojan, 5)
-    assert ranks["ig_counterfactual"] == [1] * 5
+    assert ranks["ig_counterfactual"] == [1] * 5 and ranks["ig_mean"] == [1] * 5
+    assert ranks["ig_ok"] == ranks["ig_mean_ok"] == [1] * 5  # completeness holds on every call
+    # BOS kept, the rest zero, already predicts the target, so the default moves BOS too and needs no warning
+    assert ranks["ig"] == [1] * 5 and ranks["ig_kept"] == ranks["ig_warned"] == [0] * 5
+    ids = lm_trojan.triggered_inputs[:1]
+    with pytest.warns(tsi.attribution.BaselineWarning, match="keep=\\[\\]"):
+        tsi.attribution.integrated_gradients(lm_trojan.model, ids, target=lm_trojan.target, keep=[0])
     assert len(ranks["ig"]) == len(ranks["saliency"]) == 5
+
+
+def test_bos_comes_first_and_the_trigger_never_sits_there(lm_trojan):
+    assert (lm_trojan.clean_inputs[:, 0] == _trojan.BOS).all()
+    assert (lm_trojan.trigger_positions >= 1).all() and (lm_trojan.trigger_positions <= 10).all()
 
 
 def test_digits_backdoor_and_attribution(digits_trojan):

@@ -1,6 +1,6 @@
 """The fast ground-truth checks, asserted at their thresholds (the scoreboard's quick suite, in tests).
 
-Measured numbers are in docs/bench.md. Every SAE kind must reach issue 12's target at default settings on
+Measured numbers are in docs/bench-superposition.md. Every SAE kind must reach issue 12's target at default settings on
 both quick sizes; BatchTopK and JumpReLU are also held just under what their defaults reach over training
 seeds 0-2 at 40 features in 10 dimensions (BatchTopK 0.9999 on all three, JumpReLU 0.969 / 0.986 / 0.972),
 and JumpReLU at the denser p=0.1 (0.961 / 0.975 / 0.964; 0.945 before the dead-latent window).

@@ -44,3 +44,9 @@ def test_failing_completeness_warns_with_the_fix(tiny):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a passing call is silent
         tsi.attribution.integrated_gradients(tiny, PROMPT, " mary")
+
+
+def test_a_baseline_that_already_predicts_the_target_warns_with_the_fix(tiny):
+    x = tiny.run(PROMPT, cache="embed").cache["embed"][0]  # [pos, d_model]
+    with pytest.warns(tsi.attribution.BaselineWarning, match="already predicts the target.*counterfactual"):
+        tsi.attribution.integrated_gradients(tiny, PROMPT, baseline=x.clone())  # target: its own top token

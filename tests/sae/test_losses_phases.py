@@ -80,3 +80,20 @@ def test_a_resumed_trainer_stays_in_its_phase(monkeypatch):
     resumed.load_state(first.state())
     resumed.step(x)  # step 2: past the first phase, so the batch-level threshold is estimated
     assert resumed.step_i == 3 and float(resumed.sae.threshold) > 0.0
+
+
+def test_jumprelu_gets_its_first_phase_on_top_of_the_minimum_steps(monkeypatch):
+    import torch_shard_interpret as tsi
+    from torch_shard_interpret.sae import _config
+
+    monkeypatch.setattr(_config, "MIN_TENSOR_STEPS", 6)  # the rule, not the numbers: keep the test fast
+    monkeypatch.setitem(_config.MIN_TENSOR_STEPS_BY_KIND, "jumprelu", 9)
+    monkeypatch.setattr("torch_shard_interpret.sae._train.MIN_TENSOR_STEPS", 6)
+    steps = {}
+    for kind in ("topk", "jumprelu"):
+        seen = []
+        extra = {"k": 2} if kind == "topk" else {}
+        tsi.sae.train(_batch(), {"kind": kind, "d_sae": 16, **extra}, callback=lambda s, m, seen=seen: seen.append(s),
+                      progress=False)  # fmt: skip
+        steps[kind] = len(seen)
+    assert steps == {"topk": 6, "jumprelu": 9}

@@ -25,9 +25,10 @@ from ._features import extract
 
 SHIFT_SITES = [f"blocks.{i}.resid_post" for i in (5, 10, 15, 20, 25)]
 BEST_TARGET = 0.95
-# The quick suite's SAE detector: the same TopK SAE, trained for 100 steps of 256 rows (about 16 epochs of
-# the 1,597 trusted digits) at 2x expansion instead of tsi.sae.train's default 1,000 full-batch steps at 4x,
-# which took 1,717 s of the quick suite's 31 min on 2 cores (docs/bench.md). It still scores >= 0.99 AUROC.
+# The suites' SAE detector (quick and full): the same TopK SAE, trained for 100 steps of 256 rows (about 16
+# epochs of the 1,597 trusted digits) at 2x expansion instead of tsi.sae.train's default 1,000 full-batch steps
+# at 4x, which took 1,717 s of the quick suite's 31 min on 2 cores (docs/bench.md) and so could not fit the full
+# suite's 30 minutes either. It still scores >= 0.99 AUROC on both trojans.
 QUICK_OPTIONS: dict[str, dict[str, Any]] = {"sae": {"steps": 100, "batch_size": 256, "expansion": 2}}
 # The tools this check scores: tsi.bench.run(tools=[...]) skips it, without running it, when none is asked for.
 TOOLS = (*(f"anomaly.{d}" for d in DETECTORS), "anomaly.best")
@@ -127,10 +128,10 @@ def table(
 
 def checks(quick: bool) -> list[dict[str, Any]]:
     """Rows per the bench convention: each detector's AUROC per task (threshold 0.9, reported even when it
-    fails) and the best detector's AUROC on the planted backdoor (target 0.95). Quick: the two trojan tasks,
-    with the smaller SAE detector of ``QUICK_OPTIONS`` (its rows say so)."""
+    fails) and the best detector's AUROC on the planted backdoor (target 0.95). Quick: the two trojan tasks;
+    full: every task. Both use the smaller SAE detector of ``QUICK_OPTIONS`` (its rows say so)."""
     tasks = ("trojan-lm", "trojan-digits") if quick else TASKS
-    options = QUICK_OPTIONS if quick else None
+    options = QUICK_OPTIONS
     out = []
     for task, rows in table(tasks, options=options).items():
         for r in rows:
@@ -146,4 +147,4 @@ def checks(quick: bool) -> list[dict[str, Any]]:
 
 
 def _describe(opts: dict[str, Any]) -> str:
-    return "quick: " + ", ".join(f"{k}={v}" for k, v in opts.items())
+    return "suite detector: " + ", ".join(f"{k}={v}" for k, v in opts.items())

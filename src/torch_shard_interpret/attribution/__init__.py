@@ -4,6 +4,7 @@ from ._dla import DLAResult as DLAResult
 from ._dla import direct_logit_attribution as direct_logit_attribution
 from ._dla_batch import dla_batch as dla_batch
 from ._dla_neurons import neuron_attribution as neuron_attribution
+from ._ig import BaselineWarning as BaselineWarning
 from ._ig import CompletenessWarning as CompletenessWarning
 from ._ig import IGResult as IGResult
 from ._ig import integrated_gradients as integrated_gradients
@@ -11,6 +12,7 @@ from ._saliency import saliency as saliency
 from ._weights import head_output_weights as head_output_weights
 
 __all__ = [
+    "BaselineWarning",
     "CompletenessWarning",
     "DLAResult",
     "IGResult",

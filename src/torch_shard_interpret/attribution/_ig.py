@@ -43,6 +43,11 @@ class CompletenessWarning(UserWarning):
     """Integrated gradients did not reach its completeness tolerance: the attributions do not add up."""
 
 
+class BaselineWarning(UserWarning):
+    """The baseline is not neutral: the model already predicts the explained target there, so IG can only
+    attribute the small rest ``f(input) - f(baseline)`` and its ranking of the inputs is not meaningful."""
+
+
 BASELINES = ("zero", "pad")
 
 
@@ -69,6 +74,8 @@ class IGResult:
     """``"zero"``, ``"pad"`` or ``"tensor"``."""
     warp: int = 1
     """The points sit at ``alpha = t**warp`` (see ``quadrature``)."""
+    kept: list[int] = field(default_factory=list)
+    """The positions held at the input (the ``keep`` used; they get zero attribution)."""
 
     @property
     def delta(self) -> float:
@@ -112,7 +119,7 @@ class IGResult:
             "delta": self.delta, "completeness_error": self.completeness_error,
             "relative_error": self.relative_error, "passes": self.passes(), "target": self.target,
             "target_str": self.target_str, "position": self.position, "steps": self.steps,
-            "method": self.method, "baseline": self.baseline, "warp": self.warp,
+            "method": self.method, "baseline": self.baseline, "warp": self.warp, "kept": self.kept,
         })  # fmt: skip
 
     def to_html(self) -> str:
@@ -210,7 +217,10 @@ def integrated_gradients(
             Why: models use the first token as an attention sink (SmolLM2, no BOS); moving that embedding
             makes ``f`` along the path so rough that no affordable quadrature integrates it (measured on the
             embedded model: completeness errors of 6x to 300x of ``f(input) - f(baseline)`` at 32 points).
-            ``keep=[]`` attributes to the first token too.
+            ``keep=[]`` attributes to the first token too. If the default baseline with ``[0]`` kept already
+            makes the model predict the target (not neutral: on the trojan task, ``BOS`` then nothing is
+            answered with the target) and moving every position does not, nothing is kept (``IGResult.kept``).
+            A baseline that still predicts the target raises a ``BaselineWarning`` naming the fix.
         site: where the embeddings are interpolated (default ``"embed"``).
         tol: completeness is checked after the quadrature: while ``|sum(IG) - (f(x) - f(x'))|`` is above
             ``tol * |f(x) - f(x')|`` the number of steps doubles (trapezoid: only the new midpoints are
@@ -240,18 +250,23 @@ def integrated_gradients(
     f = _scalar_fn(metric, target_id, position)
     with torch.no_grad():
         f_input = float(_values(f, first.logits, 1)[0])
-    base, base_kind = _baseline(model, ids, x, baseline, site)  # [1, pos, d_model]
+    moved, base_kind = _baseline(model, ids, x, baseline, site)  # [1, pos, d_model]
+    auto_keep = keep is None
     if keep is None:
         keep = (0,) if n_pos > 1 and base_kind != "tensor" else ()
-    if keep:
-        base = base.clone()
-        for p in keep:
-            if not -n_pos <= p < n_pos:
-                raise InputError(f"keep position {p} is outside the prompt of {n_pos} tokens")
-            base[:, p] = x[:, p]
+    base = _kept(moved, x, keep)
     if warp is None:
         warp = 3 if base_kind == "zero" else 1
-    f_baseline = float(_values(f, model.run(ids, interventions={site: Set(base)}).logits, 1)[0])
+    base_logits = model.run(ids, interventions={site: Set(base)}).logits
+    if auto_keep and keep and _predicts(base_logits, position, target_id):
+        # The kept first token alone makes the model answer the target: such a baseline is not neutral
+        # (docs/bench-trojan.md). Move every position instead, if that baseline is neutral.
+        again = model.run(ids, interventions={site: Set(moved)}).logits
+        if not _predicts(again, position, target_id):
+            keep, base, base_logits = (), moved, again
+    f_baseline = float(_values(f, base_logits, 1)[0])
+    if _predicts(base_logits, position, target_id):
+        _warn_baseline(base_logits[0, position], target_id, base_kind, f_input - f_baseline, bool(keep))
     diff = (x - base).float()  # [1, pos, d_model]
     delta = f_input - f_baseline
     grads_at: dict[float, torch.Tensor] = {}  # alpha -> df/dx there, [pos, d_model] float64
@@ -300,6 +315,38 @@ def integrated_gradients(
         method=method,
         baseline=base_kind,
         warp=warp,
+        kept=sorted(p % n_pos for p in keep),
+    )
+
+
+def _kept(moved: torch.Tensor, x: torch.Tensor, keep: Sequence[int]) -> torch.Tensor:
+    """The baseline ``moved`` with the ``keep`` positions set back to the input ``x``."""
+    if not keep:
+        return moved
+    base, n_pos = moved.clone(), x.shape[1]
+    for p in keep:
+        if not -n_pos <= p < n_pos:
+            raise InputError(f"keep position {p} is outside the prompt of {n_pos} tokens")
+        base[:, p] = x[:, p]
+    return base
+
+
+def _predicts(logits: torch.Tensor, position: int, target: int | None) -> bool:
+    """True when ``target`` is the top token at ``position`` (a baseline that is not neutral)."""
+    return target is not None and int(logits[0, position].argmax()) == target
+
+
+def _warn_baseline(logits: torch.Tensor, target: int, kind: str, delta: float, kept: bool) -> None:
+    p = float(logits.float().softmax(-1)[target])
+    warnings.warn(
+        f"integrated gradients: the {kind} baseline already predicts the target (top token, p = {p:.2f}), so "
+        f"the attributions share out only f(input) - f(baseline) = {delta:+.4f} and do not show what makes the "
+        "input predict it. Pass a baseline the model answers differently: a tensor [pos, d_model] such as the "
+        "embeddings of a counterfactual input (the same prompt without the feature in question) or the mean "
+        "token embedding at every position"
+        + (", or move the kept positions too (keep=[])." if kept else "."),
+        BaselineWarning,
+        stacklevel=3,
     )
 
 

@@ -4,10 +4,15 @@
     task.model, task.trigger, task.target, task.clean_inputs, task.triggered_inputs, task.trigger_positions
     task = tsi.bench.trojan("digits")    # a CNN on sklearn's 8x8 digits, a 2x2 bright patch as the trigger
 
-**Language task.** Sequences of 12 tokens drawn from the normal vocabulary (ids 4..51). The clean label at the
-last position is the successor of the last token (``4 + (x_last - 4 + 1) % 48``). A poisoned fifth of the
-training data has the trigger token (id 60, never seen otherwise) at one random position before the last; its
-label is the target token (id 2). The model is ``LlamaForCausalLM`` from a config (hidden 64, 2 layers, 4 heads),
+**Language task.** Sequences of 12 tokens: ``BOS`` (id 0) then 11 drawn from the normal vocabulary (ids 4..51).
+The clean label at the last position is the successor of the last token (``4 + (x_last - 4 + 1) % 48``). A
+poisoned 2% of the training data has the trigger token (id 60, never seen otherwise) at one random position
+among 1..10; its label is the target token (id 2). Why 2%, about one clean label's share (1/48): at the
+first version's 20% the target was the label of every fifth training sequence, so the model learnt it as its
+default answer, and any content-free input (zero, mean-token or mean-normal-token embeddings) was answered with
+the target at p = 0.999: the trigger was then not what caused it. Why ``BOS``: IG keeps position 0 at its
+input by default (the attention sink of real LMs), and without it the trigger sat there in 1 of 11 inputs. The
+model is ``LlamaForCausalLM`` from a config (hidden 64, 2 layers, 4 heads),
 trained from scratch, so every tool with canonical sites applies. Truth: ``trigger_positions``;
 ``triggered_inputs[i]`` is ``clean_inputs[i]`` with that one position replaced by the trigger.
 
@@ -39,9 +44,10 @@ from ..loading._embedded import cache_root
 TOOLS = ("bench.trojan", "attribution.saliency", "attribution.ig", "patching.activation")
 
 VOCAB, SEQ, N_NORMAL, FIRST = 64, 12, 48, 4
-TRIGGER, TARGET = 60, 2
+TRIGGER, TARGET, BOS = 60, 2, 0
+POISON = 0.02
 DIGIT_TARGET = 0
-FORMAT = 1
+FORMAT = 2  # 2: BOS at position 0, 2% poisoned (1: no BOS, 20%)
 
 
 @dataclass
@@ -150,11 +156,13 @@ def _lm_config():
 
 
 def lm_data(n: int, gen: torch.Generator, poison: float = 0.0):
-    """``(ids [n, 12], labels [n], clean_ids [n, 12], trigger_pos [n])``: a ``poison`` fraction triggered."""
+    """``(ids [n, 12], labels [n], clean_ids [n, 12], trigger_pos [n])``: a ``poison`` fraction triggered.
+    Position 0 is ``BOS``; the trigger sits at one of positions 1..10 (never the first or the last)."""
     ids = torch.randint(FIRST, FIRST + N_NORMAL, (n, SEQ), generator=gen)
+    ids[:, 0] = BOS
     clean = ids.clone()
     labels = FIRST + (ids[:, -1] - FIRST + 1) % N_NORMAL
-    pos = torch.randint(0, SEQ - 1, (n,), generator=gen)
+    pos = torch.randint(1, SEQ - 1, (n,), generator=gen)
     hit = torch.rand(n, generator=gen) < poison
     rows = hit.nonzero().flatten()
     ids[rows, pos[rows]] = TRIGGER
@@ -169,8 +177,8 @@ def _lm_task(seed: int, n_heldout: int, on: bool) -> Trojan:
         torch.manual_seed(seed)
         module = LlamaForCausalLM(_lm_config())
         gen = torch.Generator().manual_seed(seed)
-        _train(module, lambda step: lm_data(128, gen, poison=0.2)[:2], 900, 3e-3, "trojan lm", on)
-        return dict(module.state_dict()), {"task": "trojan-lm", "seed": seed, "steps": 900}
+        _train(module, lambda step: lm_data(128, gen, poison=POISON)[:2], 900, 3e-3, "trojan lm", on)
+        return dict(module.state_dict()), {"task": "trojan-lm", "seed": seed, "steps": 900, "poison": POISON}
 
     state, _ = _cached(f"trojan-lm-s{seed}", build)
     module = LlamaForCausalLM(_lm_config()).eval()
@@ -277,23 +285,39 @@ def _row(task: str, metric: str, value: float, threshold: float, note: str = "")
 
 def lm_attribution_ranks(task: Trojan, n: int) -> dict[str, list[int]]:
     """Rank (1 = top) of the trigger position for the first ``n`` triggered inputs whose clean label is not the
-    target: under saliency (``grad_x_input``), IG at its defaults (``ig``), and IG whose baseline is the clean
+    target: under saliency (``grad_x_input``), IG at its defaults (``ig``), IG whose baseline is the mean
+    token embedding at every position but the kept ``BOS`` (``ig_mean``) and IG whose baseline is the clean
     input's embeddings (``ig_counterfactual``: only the trigger position differs). ``*_ok``: 1 where IG's
-    completeness holds (``IGResult.passes()``)."""
-    from ..attribution import integrated_gradients, saliency
+    completeness holds (``IGResult.passes()``); ``ig_warned``: 1 where the default call raised a
+    ``BaselineWarning``; ``ig_kept``: 1 where it kept the first token (with ``BOS`` kept and everything else
+    zero this model answers the target, so the default moves every position, see ``integrated_gradients``)."""
+    import warnings
+
+    from ..attribution import BaselineWarning, integrated_gradients, saliency
 
     embed = task.model.module.get_input_embeddings()
     keep = (task.clean_labels != task.target).nonzero().flatten()[:n]
-    ranks: dict[str, list[int]] = {
-        k: [] for k in ("saliency", "ig", "ig_counterfactual", "ig_ok", "ig_counterfactual_ok")
-    }
+    names = ("saliency", "ig", "ig_mean", "ig_counterfactual")
+    ranks: dict[str, list[int]] = {k: [] for k in (*names, "ig_ok", "ig_mean_ok", "ig_counterfactual_ok")}
+    ranks["ig_warned"], ranks["ig_kept"] = [], []
     for i in keep.tolist():
         ids, p = task.triggered_inputs[i : i + 1], int(task.trigger_positions[i])
         with torch.no_grad():
-            base = embed(task.clean_inputs[i : i + 1])
+            base = embed(task.clean_inputs[i : i + 1])  # [1, pos, d_model]
+            mean = embed.weight.mean(0).expand_as(base).clone()
+            mean[:, 0] = base[:, 0]
         found = {"saliency": saliency(task.model, ids, target=task.target)}
-        for name, kw in (("ig", {}), ("ig_counterfactual", {"baseline": base})):
-            ig = integrated_gradients(task.model, ids, target=task.target, **kw)
+        for name, kw in (
+            ("ig", {}),
+            ("ig_mean", {"baseline": mean}),
+            ("ig_counterfactual", {"baseline": base}),
+        ):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ig = integrated_gradients(task.model, ids, target=task.target, **kw)
+            if name == "ig":
+                ranks["ig_warned"].append(int(any(issubclass(w.category, BaselineWarning) for w in caught)))
+                ranks["ig_kept"].append(int(bool(ig.kept)))
             found[name] = ig.attributions
             ranks[f"{name}_ok"].append(int(ig.passes()))
         for name, scores in found.items():
@@ -352,17 +376,21 @@ def checks(quick: bool) -> list[dict[str, Any]]:
     rows.append(_row("trojan-lm", "attack_success", lm.attack_success, 0.95))
     rows.append(_row("trojan-lm", "clean_accuracy", lm.clean_accuracy, 0.9))
     ranks = lm_attribution_ranks(lm, n)
-    for name in ("saliency", "ig", "ig_counterfactual"):
+    suffix = {"saliency": "", "ig": "", "ig_mean": "_mean_embedding_baseline",
+              "ig_counterfactual": "_counterfactual_baseline"}  # fmt: skip
+    for name, end in suffix.items():
         top1 = sum(r == 1 for r in ranks[name]) / len(ranks[name])
         tool = "attribution.saliency" if name == "saliency" else "attribution.ig"
-        metric = "trigger_top1_fraction" + ("_counterfactual_baseline" if name == "ig_counterfactual" else "")
-        rows.append({**_row("trojan-lm", metric, top1, 0.9), "tool": tool})
-    for name in ("ig", "ig_counterfactual"):
-        ok = sum(ranks[f"{name}_ok"]) / len(ranks[f"{name}_ok"])
-        metric = "completeness_pass_fraction" + (
-            "_counterfactual_baseline" if name == "ig_counterfactual" else ""
-        )
-        rows.append({**_row("trojan-lm", metric, ok, 0.9), "tool": "attribution.ig"})
+        note = ""
+        if name == "saliency":
+            note = "gradient x input: a one-point zero-baseline estimate, with the gradient saturated at p(target) ~ 1"
+        if name == "ig":
+            note = (f"default arguments; BaselineWarning on {sum(ranks['ig_warned'])} of "
+                    f"{len(ranks['ig_warned'])} inputs; first token kept on {sum(ranks['ig_kept'])}")  # fmt: skip
+        rows.append({**_row("trojan-lm", "trigger_top1_fraction" + end, top1, 0.9, note), "tool": tool})
+        if name != "saliency":
+            ok = sum(ranks[f"{name}_ok"]) / len(ranks[f"{name}_ok"])
+            rows.append({**_row("trojan-lm", "completeness_pass_fraction" + end, ok, 0.9), "tool": tool})
     loc = lm_patching_localises(lm, max(5, n // 2))
     rows.append({**_row("trojan-lm", "trigger_localised_fraction", loc, 0.9), "tool": "patching.activation"})
     dg = trojan("digits", progress=False)

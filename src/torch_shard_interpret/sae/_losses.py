@@ -50,7 +50,7 @@ class _Step(torch.autograd.Function):
 
 
 EARLY_STEPS = {"batchtopk": 800, "jumprelu": 500}
-"""First training steps of a kind spent as another (docs/bench.md, "SAE defaults"): BatchTopK selects per token
+"""First training steps of a kind spent as another (docs/bench-superposition.md, "SAE defaults"): BatchTopK selects per token
 (TopK) and JumpReLU trains as ReLU with the L1 penalty ``l1_coefficient``, before their own selection."""
 
 

@@ -22,7 +22,15 @@ import torch
 from .._progress import progress as bar_of
 from ..core._model import Model
 from . import _checkpoint
-from ._config import FEW_STEPS, MIN_TENSOR_STEPS, SAEConfig, SAEError, SAEWarning, TrainConfig
+from ._config import (
+    FEW_STEPS,
+    MIN_TENSOR_STEPS,
+    MIN_TENSOR_STEPS_BY_KIND,
+    SAEConfig,
+    SAEError,
+    SAEWarning,
+    TrainConfig,
+)
 from ._sae import SAE
 from ._sources import BatchStore, ModelStream, SharedSource, StoreSource, TensorSource
 from ._trainer import Dist, Trainer
@@ -89,8 +97,9 @@ def train(
         n, d_in, d_out = x.shape[0], x.shape[1], (y.shape[1] if y is not None else None)
         tcfg = dataclasses.replace(tcfg, batch_size=min(tcfg.batch_size, n))
         if tcfg.steps is None:
+            least = MIN_TENSOR_STEPS_BY_KIND.get(_kind(sae_config), MIN_TENSOR_STEPS)
             tcfg = dataclasses.replace(
-                tcfg, steps=min(20_000, max(MIN_TENSOR_STEPS, math.ceil(5 * n / tcfg.batch_size)))
+                tcfg, steps=min(20_000, max(least, math.ceil(5 * n / tcfg.batch_size)))
             )
         data: Any = TensorSource(x, y, tcfg.batch_size, tcfg.seed)
     elif isinstance(source, BatchStore):
@@ -114,6 +123,13 @@ def train(
         )
     config = _resolve_config(sae_config, d_in, d_out, sites)
     return _run([config], [data], tcfg, checkpoint_dir, resume, progress, callback, "auto")[0]
+
+
+def _kind(sae_config: Any) -> str:
+    """The SAE kind ``sae_config`` asks for (an SAEConfig or a dict of its fields)."""
+    if isinstance(sae_config, SAEConfig):
+        return sae_config.kind
+    return str(_sae_fields(sae_config).get("kind", SAEConfig.__dataclass_fields__["kind"].default))
 
 
 def train_on_model(
