@@ -30,7 +30,7 @@ import torch
 from ..core._errors import InputError
 from ..core._interventions import Set
 from ..core._model import Model
-from ..core._result import jsonable
+from ..core._result import jsonable, logits_of
 from ..lens._logit import as_token_id
 
 METHODS = ("gausslegendre", "trapezoid", "riemann_middle")
@@ -232,14 +232,15 @@ def integrated_gradients(
     n_pos = x.shape[1]
     if not -n_pos <= position < n_pos:
         raise InputError(f"position {position} is outside the prompt of {n_pos} tokens")
+    first_logits = logits_of(first, "integrated_gradients")  # [1, pos, d_vocab]
     target_id = None
     if metric is None:
         target_id = as_token_id(model, target)
         if target_id is None:
-            target_id = int(first.logits[0, position].argmax())
+            target_id = int(first_logits[0, position].argmax())
     f = _scalar_fn(metric, target_id, position)
     with torch.no_grad():
-        f_input = float(_values(f, first.logits, 1)[0])
+        f_input = float(_values(f, first_logits, 1)[0])
     base, base_kind = _baseline(model, ids, x, baseline, site)  # [1, pos, d_model]
     if keep is None:
         keep = (0,) if n_pos > 1 and base_kind != "tensor" else ()
@@ -251,7 +252,8 @@ def integrated_gradients(
             base[:, p] = x[:, p]
     if warp is None:
         warp = 3 if base_kind == "zero" else 1
-    f_baseline = float(_values(f, model.run(ids, interventions={site: Set(base)}).logits, 1)[0])
+    base_run = model.run(ids, interventions={site: Set(base)})
+    f_baseline = float(_values(f, logits_of(base_run, "integrated_gradients"), 1)[0])
     diff = (x - base).float()  # [1, pos, d_model]
     delta = f_input - f_baseline
     grads_at: dict[float, torch.Tensor] = {}  # alpha -> df/dx there, [pos, d_model] float64

@@ -37,11 +37,16 @@ def tiny_config(arch: str = "llama", **overrides: Any):
     """A small HF config: vocab 128, hidden 64, 4 heads, 2 layers."""
     import transformers as T
 
-    common = dict(
-        vocab_size=128, hidden_size=64, num_attention_heads=4, num_hidden_layers=2, intermediate_size=128
-    )
     if arch == "llama":
-        cfg = T.LlamaConfig(**common, num_key_value_heads=2, max_position_embeddings=128)
+        cfg = T.LlamaConfig(
+            vocab_size=128,
+            hidden_size=64,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            intermediate_size=128,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+        )
     elif arch == "gpt2":
         cfg = T.GPT2Config(
             vocab_size=128, n_embd=64, n_head=4, n_layer=2, n_positions=128, bos_token_id=2, eos_token_id=3
