@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 WORDS = (
     "the a an of to in on at and or but is was were be been it he she they we you i my your his her their "
@@ -58,7 +61,7 @@ def tiny_config(arch: str = "llama", **overrides: Any):
     return cfg
 
 
-def tiny_hf_model(arch: str = "llama", seed: int = 0, **overrides: Any) -> nn.Module:
+def tiny_hf_model(arch: str = "llama", seed: int = 0, **overrides: Any) -> PreTrainedModel:
     """A seeded random ``*ForCausalLM`` in eval mode."""
     from transformers import AutoModelForCausalLM
 
