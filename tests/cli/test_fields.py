@@ -153,6 +153,9 @@ def _api_defaults():
         ("patch", "direction", patching.activation_patching, "direction"),
         ("lens", "steps", lens.TunedLens.train, "steps"), ("vision-report", "steps", _report.build, "vis_steps"),
         ("report", "top_heads", build_report, "top_heads"), ("serve", "vision_model", create_app, "vision_model"),
+        ("attribute", "steps", tsi.attribution.integrated_gradients, "steps"),
+        ("diff", "k", diff.train_crosscoder, "k"), ("diff", "steps", diff.train_crosscoder, "steps"),
+        ("steer", "max_new_tokens", tsi.Model.generate, "max_new_tokens"),
     ]  # fmt: skip
 
 

@@ -319,3 +319,22 @@ def test_train_sae_into_its_own_store_is_refused(tmp_path, capsys):
         err = _run(argv, capsys)
         assert "never" in err
     assert sorted(p.name for p in (tmp_path / "acts").iterdir()) == ["manifest.json", "shard-0.safetensors"]
+
+
+def test_the_output_check_exists_in_one_place():
+    """Only cli/_output.py judges an output path (empty? a store? an input?); every subcommand that declares an
+    output checks it through output_dir / output_file / output_state."""
+    cli = Path(_output.__file__).parent
+    judging = re.compile(
+        r"\b(scandir|iterdir|listdir|os\.walk)\b|is not empty|protected_kind|MANIFEST\b.*is_file"
+    )
+    for path in sorted(cli.glob("*.py")):
+        if path.name == "_output.py":
+            continue
+        text = path.read_text()
+        hits = [line for line in text.splitlines() if judging.search(line)]
+        if path.name == "harvest.py":  # says "--resume" instead of "not empty" for a store; then output_dir
+            hits = [line for line in hits if "MANIFEST" not in line]
+        assert not hits, (path.name, hits)
+        if "add_output(" in text:
+            assert re.search(r"\boutput_(dir|file|state)\(", text), path.name

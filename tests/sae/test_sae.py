@@ -83,6 +83,46 @@ def test_sparse_topk_gradients_match_dense_reference():
         torch.testing.assert_close(a, p.grad)
 
 
+def test_topk_workspace_reuses_its_buffer_and_changes_nothing():
+    """The trainer's workspace: ``pre`` lands in one kept buffer (re-made when the batch shape changes), with the
+    same reconstruction and gradients as without it."""
+    torch.manual_seed(0)
+    sae = SAE(d_in=12, d_sae=30, kind="topk", k=5).double()
+    with torch.no_grad():
+        sae.b_enc.normal_()
+    ws: dict[str, torch.Tensor] = {}
+    ptrs = []
+    for n in (9, 9, 4):
+        x = torch.randn(n, 12, dtype=torch.float64)
+        runs = []
+        for w in (None, ws):
+            sae.zero_grad()
+            x_hat, _, idx, pre, _ = topk_forward(
+                x, sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec, sae.b_dec, 5, w
+            )
+            x_hat.pow(2).sum().backward()
+            runs.append((x_hat.detach(), idx, pre.clone(), [p.grad.clone() for p in sae.parameters()]))
+        ptrs.append(ws["pre"].data_ptr())
+        assert ws["pre"].shape == (n, 30)
+        torch.testing.assert_close(runs[0][0], runs[1][0])
+        assert torch.equal(runs[0][1], runs[1][1]) and torch.equal(runs[0][2], runs[1][2])
+        for a, b in zip(runs[0][3], runs[1][3], strict=True):
+            torch.testing.assert_close(a, b)
+    assert ptrs[0] == ptrs[1] != ptrs[2]
+
+
+def test_project_decoder_grad_removes_the_parallel_part_only():
+    torch.manual_seed(0)
+    sae = SAE(d_in=8, d_sae=20, kind="topk", k=3)
+    g = torch.randn(20, 8)
+    sae.W_dec.grad = g.clone()
+    sae.project_decoder_grad()
+    w = sae.W_dec.detach()
+    want = g - (g * w).sum(-1, keepdim=True) * w  # w has unit rows
+    torch.testing.assert_close(sae.W_dec.grad, want)
+    assert float((sae.W_dec.grad * w).sum(-1).abs().max()) < 1e-5
+
+
 def test_config_errors_teach():
     with pytest.raises(SAEError, match="unknown SAE kind 'gated'"):
         SAEConfig(d_in=4, d_sae=8, kind="gated")

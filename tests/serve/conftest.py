@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -84,6 +85,13 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def live_server(app):
     """The app on a real uvicorn server at 127.0.0.1:<free port>, in a background thread."""
+    with serving(app) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(app):
+    """Run ``app`` on uvicorn at 127.0.0.1:<free port> in a background thread; yields its URL."""
     import uvicorn
 
     port = free_port()
@@ -100,3 +108,9 @@ def live_server(app):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def serve_app():
+    """``serving``, for a test that runs an app of its own: ``with serve_app(app) as url: ...``."""
+    return serving

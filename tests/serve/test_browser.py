@@ -188,3 +188,51 @@ def test_image_tab(page, tmp_path):
     assert frame.locator("img").count() >= 13
     shot(page, "image")
     assert not page.console_errors
+
+
+def test_a_registered_technique_gets_a_tab(browser, tiny_model, serve_app):
+    """techniques.js makes one tab per technique of GET /api/info; its Run shows the server's section HTML."""
+    from dataclasses import dataclass
+
+    import torch_shard_interpret as tsi
+
+    @dataclass
+    class Count:
+        n: int
+
+        def to_dict(self):
+            return {"n": self.n}
+
+        def to_html(self):
+            return tsi._render.standalone("count", f"<p>{self.n}</p>")
+
+    def count(model, prompt, *, times=1):
+        return Count(times * int(model.to_tokens(prompt).shape[-1]))
+
+    @dataclass(frozen=True)
+    class CountOptions:
+        times: int = 1
+        """Multiplies the count."""
+
+    technique = tsi.report.Technique("token-count", "Token count", compute=count, options=CountOptions,
+                                     section=lambda r: f'<p id="tc-out">{r.n} tokens</p>')  # fmt: skip
+    tsi.report.register_technique(technique)
+    try:
+        app = tsi.serve.create_app(tiny_model, attention=False, vision_model=None)
+    finally:
+        tsi.report.unregister_technique(technique.name)
+    with serve_app(app) as url:
+        pg = browser.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(url + "/")
+        pg.click("nav button[data-tab=token-count]")
+        expect(pg.locator("#tab-token-count")).to_be_visible()
+        pg.fill("#tech-token-count-prompt", "the cat sat")
+        pg.fill("#tech-token-count-times", "4")
+        pg.click("#tech-token-count-run")
+        expect(pg.locator("#tc-out")).to_have_text(
+            f"{4 * tiny_model.to_tokens('the cat sat').shape[-1]} tokens"
+        )
+        pg.close()
+    assert not errors

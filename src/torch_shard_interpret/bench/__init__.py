@@ -3,6 +3,7 @@
 task = tsi.bench.toy_superposition(n_features=40, d_hidden=10, sparsity=0.05, seed=0)
 task.features; task.sample(10_000)
 task = tsi.bench.known_circuit("induction")   # .model, .clean, .corrupt, .metric, .circuit
+task = tsi.bench.known_circuit("sorting")     # also "prev_token", "counting", "reversal"
 task = tsi.bench.modular_addition()           # .model, .p, .accuracy
 board = tsi.bench.run(suite="quick")      # `tsi bench --quick --out DIR` does the same
 board.rows; board.to_html(); board.save("board.json")

@@ -28,6 +28,7 @@ V, T, D, H = 16, 8, 64, 4
 HD = D // H
 TOK, POS, PREV, ANS, SCRATCH = 0, V, V + T, 2 * V + T, 3 * V + T
 NAMES = ("prev_token", "induction")
+ALGORITHMS = ("counting", "reversal", "sorting")  # built in _algorithmic.py
 
 
 @dataclass
@@ -45,6 +46,10 @@ class KnownCircuit:
     circuit: set[str]
     nodes: list[str] = field(default_factory=list)
     edges: set[str] = field(default_factory=set)
+    direct: set[str] = field(default_factory=set)
+    """The true nodes that write to the logits themselves (what DLA can see)."""
+    revealed: set[str] = field(default_factory=set)
+    """The true edges whose input differs between clean and corrupt (what counterfactual methods can see)."""
 
     def metric(self, logits: torch.Tensor) -> torch.Tensor:
         """Logit of the right answer minus the corrupt prompt's answer (or the mean logit), last position."""
@@ -53,31 +58,34 @@ class KnownCircuit:
         return last[:, self.answer] - other
 
 
-def _config():
-    from transformers import GPT2Config
+def blank_gpt2(vocab: int, positions: int, d_model: int, n_head: int, seed: int):
+    """A two-layer ReLU ``GPT2LMHeadModel`` (eval mode) with every weight zero and every norm's scale 1."""
+    from transformers import GPT2Config, GPT2LMHeadModel
 
-    return GPT2Config(
-        vocab_size=V, n_positions=T, n_embd=D, n_layer=2, n_head=H, n_inner=4 * D, activation_function="relu",
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=False, layer_norm_epsilon=1e-5,
-        bos_token_id=0, eos_token_id=0,
+    config = GPT2Config(
+        vocab_size=vocab, n_positions=positions, n_embd=d_model, n_layer=2, n_head=n_head,
+        n_inner=4 * d_model, activation_function="relu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        tie_word_embeddings=False, layer_norm_epsilon=1e-5, bos_token_id=0, eos_token_id=0,
     )  # fmt: skip
-
-
-def build_module(name: str, seed: int = 0, sharp: float = 40.0, decoy_scale: float = 0.3):
-    """The hand-set ``GPT2LMHeadModel`` of task ``name``."""
-    from transformers import GPT2LMHeadModel
-
-    if name not in NAMES:
-        raise InputError(f"unknown known circuit {name!r}; choose one of {', '.join(NAMES)}")
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(_config()).eval()
-    g = torch.Generator().manual_seed(seed + 1)
+    model = GPT2LMHeadModel(config).eval()
     tr = model.transformer
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
         for ln in [tr.ln_f] + [b.ln_1 for b in tr.h] + [b.ln_2 for b in tr.h]:
             ln.weight.fill_(1.0)
+    return model
+
+
+def build_module(name: str, seed: int = 0, sharp: float = 40.0, decoy_scale: float = 0.3):
+    """The hand-set ``GPT2LMHeadModel`` of task ``name``."""
+    if name not in NAMES:
+        raise InputError(f"unknown known circuit {name!r}; choose one of {', '.join(NAMES + ALGORITHMS)}")
+    model = blank_gpt2(V, T, D, H, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    tr = model.transformer
+    with torch.no_grad():
         tr.wte.weight[:, TOK : TOK + V] = torch.eye(V)
         tr.wpe.weight[:, POS : POS + T] = torch.eye(T)
         # a0.h0, previous token: query position i matches key position i - 1; value = the token
@@ -115,11 +123,17 @@ def build_module(name: str, seed: int = 0, sharp: float = 40.0, decoy_scale: flo
     return model
 
 
-def known_circuit(name: str = "induction", seed: int = 0) -> KnownCircuit:
-    """A hand-built transformer with a known circuit: ``"prev_token"`` or ``"induction"`` (see module docs)."""
+def known_circuit(name: str = "induction", seed: int = 0, decoy_scale: float = 0.3) -> KnownCircuit:
+    """A hand-built transformer with a known circuit: ``"prev_token"`` or ``"induction"`` (see module docs),
+    ``"counting"``, ``"reversal"`` or ``"sorting"`` (see ``_algorithmic.py``). ``decoy_scale``: how much the
+    decoys write into the scratch space (larger: they move the norms' scale, and so the logits, more)."""
     import torch_shard_interpret as tsi
 
-    module = build_module(name, seed)
+    if not (isinstance(decoy_scale, (int, float)) and decoy_scale >= 0):
+        raise InputError(f"decoy_scale must be a number >= 0, not {decoy_scale!r}")
+    if name in ALGORITHMS:
+        return _algorithm(name, seed, float(decoy_scale))
+    module = build_module(name, seed, decoy_scale=float(decoy_scale))
     g = torch.Generator().manual_seed(seed + 2)
     toks = torch.randperm(V, generator=g)
     seq = toks[:T].clone()
@@ -141,6 +155,24 @@ def known_circuit(name: str = "induction", seed: int = 0) -> KnownCircuit:
         edges = {"input->a0.h0<q>", "input->a0.h0<k>", "input->a0.h0<v>", "a0.h0->logits"}
     nodes = [f"a{layer}.h{h}" for layer in range(2) for h in range(H)] + ["m0", "m1"]
     model = tsi.wrap(module)
+    direct = {"a0.h0"} if name == "prev_token" else {"a1.h0"}
     return KnownCircuit(
-        name, model, clean.view(1, T), corrupt.view(1, T), answer, wrong, circuit, nodes, edges
+        name, model, clean.view(1, T), corrupt.view(1, T), answer, wrong, circuit, nodes, edges, direct
     )
+
+
+def _algorithm(name: str, seed: int, decoy_scale: float) -> KnownCircuit:
+    import torch_shard_interpret as tsi
+
+    from . import _algorithmic as alg
+    from ._algorithmic_prompts import pair
+
+    clean, corrupt, answer, wrong = pair(name, torch.Generator().manual_seed(seed + 2))
+    heads = {f"a{layer}.h{h}" for layer, h in alg.TRUE_HEADS[name]}
+    circuit = heads | {f"m{layer}" for layer in alg.TRUE_MLPS[name]}
+    nodes = [f"a{layer}.h{h}" for layer in range(2) for h in range(alg.H)] + ["m0", "m1"]
+    model = tsi.wrap(alg.build_module(name, seed, decoy_scale=decoy_scale))
+    return KnownCircuit(
+        name, model, torch.tensor([clean]), torch.tensor([corrupt]), answer, wrong, circuit, nodes,
+        set(alg.EDGES[name]), set(alg.DIRECT[name]), set(alg.REVEALED[name]),
+    )  # fmt: skip

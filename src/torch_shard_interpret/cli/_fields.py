@@ -30,8 +30,12 @@ from ._bounds import float_in
 
 @cache
 def field_docs(cls: type) -> dict[str, str]:
-    """``{field name: its attribute docstring}``, read from the class source with ``ast``."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    """``{field name: its attribute docstring}``, read from the class source with ``ast``; empty when there is no
+    source to read (a class defined in a notebook cell, ``python -c`` or ``exec``)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
     body = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)).body
     docs: dict[str, str] = {}
     for node, after in zip(body, body[1:], strict=False):

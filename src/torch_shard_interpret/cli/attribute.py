@@ -9,7 +9,7 @@ from typing import Any
 
 from .._io import atomic_write
 from ._bounds import int_in
-from ._common import add_model, load_model
+from ._common import add_model, api_default, load_model
 from ._output import add_output, output_dir
 
 HELP = "attribute a prediction to components (dla) or to input tokens (saliency, ig)"
@@ -17,6 +17,8 @@ METHODS = ("dla", "saliency", "ig")
 
 
 def register(subparsers: Any) -> None:
+    from ..attribution import integrated_gradients
+
     parser = subparsers.add_parser("attribute", help=HELP, description=HELP + ".")
     parser.add_argument("prompt", metavar="PROMPT", help="the text whose next-token prediction is explained")
     add_model(parser)
@@ -28,8 +30,9 @@ def register(subparsers: Any) -> None:
         "--baseline", metavar="TOKEN", help="dla/saliency: explain logit(target) - logit(this)"
     )
     parser.add_argument(
-        "--steps", type=int_in(1, 4096), default=64, help="ig: integration steps (default 64; 1-4096)"
-    )
+        "--steps", type=int_in(1, 4096), default=api_default(integrated_gradients, "steps"),
+        help="ig: integration steps (default %(default)s; 1-4096)",
+    )  # fmt: skip
     parser.add_argument("--top", type=int_in(1, 1000), default=10, help="rows shown (default 10; 1-1000)")
     add_output(parser, "--out", metavar="DIR", help="also write DIR/attribution.html (atomically)")
     parser.set_defaults(run=run)

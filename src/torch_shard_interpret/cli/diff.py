@@ -14,7 +14,7 @@ HELP = "compare two models of one architecture on texts: divergence per site, lo
 
 
 def register(subparsers: Any) -> None:
-    from ..diff import compare
+    from ..diff import compare, train_crosscoder
 
     parser = subparsers.add_parser("diff", help=HELP, description=HELP + ". A name ending in ':int8' or ':int4' "
                                    "is that model with its weights rounded locally (e.g. smollm2-135m:int8).")  # fmt: skip
@@ -28,9 +28,13 @@ def register(subparsers: Any) -> None:
         "--sites", default=api_default(compare, "sites"), help="sites to compare (globs, comma-separated)"
     )
     parser.add_argument("--site", help="crosscoder site (default: the middle block's resid_post)")
-    parser.add_argument("--d-latent", type=int, help="crosscoder width (default 4 x d_model)")
-    parser.add_argument("--k", type=int, default=16, help="BatchTopK: active latents per row on average (16)")
-    parser.add_argument("--steps", type=int, default=500, help="crosscoder training steps (500; 0 skips it)")
+    parser.add_argument(
+        "--d-latent", type=int, help="crosscoder width (default: that of tsi.diff.train_crosscoder)"
+    )
+    parser.add_argument("--k", type=int, default=api_default(train_crosscoder, "k"),
+                        help="BatchTopK: active latents per row on average (default %(default)s)")  # fmt: skip
+    parser.add_argument("--steps", type=int, default=api_default(train_crosscoder, "steps"),
+                        help="crosscoder training steps (default %(default)s; 0 skips it)")  # fmt: skip
     add_progress(parser)
     parser.set_defaults(run=run)
 
@@ -64,9 +68,8 @@ def run(args: argparse.Namespace) -> int:
     cc = None
     if args.steps > 0:
         site = args.site or f"blocks.{(a.cfg.n_layers or 2) // 2}.resid_post"
-        width = args.d_latent or 4 * (a.cfg.d_model or 64)
-        cc = train_crosscoder(a, b, texts, site=site, d_latent=width, k=args.k, steps=args.steps,
-                              batch_size=1024, progress=progress_for(args))  # fmt: skip
+        cc = train_crosscoder(a, b, texts, site=site, d_latent=args.d_latent, k=args.k, steps=args.steps,
+                              progress=progress_for(args))  # fmt: skip
         print(f"crosscoder at {site}: {cc.counts()}  FVE A {cc.fve['a']:.3f} B {cc.fve['b']:.3f}")
     if out is not None:
         title = f"{args.model_a} vs {args.model_b}"

@@ -32,6 +32,14 @@ def register(subparsers: Any) -> None:
     )
     add_output(parser, "--out", metavar="DIR", help="also write DIR/lens.html (atomically)")
     parser.add_argument(
+        "--include-embed",
+        action="store_true",
+        help="add a first row for the embeddings (blocks.0.resid_pre, shown as 'emb')",
+    )
+    parser.add_argument(
+        "--return-logits", action="store_true", help="also show each cell's logit beside its probability"
+    )
+    parser.add_argument(
         "--layers",
         type=int_in(1, 1000),
         default=12,
@@ -65,12 +73,12 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     import torch_shard_interpret as tsi
 
+    rows = {"target": args.target, "include_embed": args.include_embed, "return_logits": args.return_logits}
     if args.tuned:
-        lens = tsi.lens.TunedLens.load(args.tuned)
-        result = lens(model, args.prompt, target=args.target)
+        result = tsi.lens.TunedLens.load(args.tuned)(model, args.prompt, **rows)
         kind = "tuned lens"
     else:
-        result = tsi.lens.logit_lens(model, args.prompt, target=args.target)
+        result = tsi.lens.logit_lens(model, args.prompt, **rows)
         kind = "logit lens"
     _table(result, kind, args)
     if out is not None:
@@ -107,6 +115,8 @@ def _table(result: Any, kind: str, args: argparse.Namespace) -> None:
     out = Console(file=sys.stdout, soft_wrap=True, highlight=False)
     n = result.n_layers
     rows = sorted({round(i * (n - 1) / max(min(args.layers, n) - 1, 1)) for i in range(min(args.layers, n))})
+    names = [_row_name(result, i) for i in range(n)]
+    logits = result.logits  # [n_layers, pos, d_vocab] with --return-logits, else None
     if args.target:
         ranks = result.rank()[:, -1]  # [n_layers]
         probs = result.prob()[:, -1]
@@ -114,10 +124,15 @@ def _table(result: Any, kind: str, args: argparse.Namespace) -> None:
         table.add_column("layer", justify="right")
         table.add_column("rank", justify="right")
         table.add_column("prob", justify="right")
+        if logits is not None:
+            table.add_column("logit", justify="right")
         table.add_column("top token")
         top = result.top_tokens(1)
         for i in rows:
-            table.add_row(str(i), str(int(ranks[i])), f"{float(probs[i]):.3f}", repr(top[i][-1][0][0]))
+            logit = [f"{float(logits[i, -1, result.target]):+.2f}"] if logits is not None else []
+            table.add_row(
+                names[i], str(int(ranks[i])), f"{float(probs[i]):.3f}", *logit, repr(top[i][-1][0][0])
+            )
     else:
         cols = list(range(max(0, len(result.positions) - 8), len(result.positions)))
         table = Table(title=f"{kind}: top token per layer (last {len(cols)} positions)", title_justify="left")
@@ -125,9 +140,25 @@ def _table(result: Any, kind: str, args: argparse.Namespace) -> None:
         for c in cols:
             table.add_column(repr(result.str_tokens[c]))
         top = result.top_tokens(1)
+        best = logits.max(-1).values if logits is not None else None  # [n_layers, pos]: the top token's logit
         for i in rows:
-            table.add_row(str(i), *(f"{top[i][c][0][0]!r} {top[i][c][0][1]:.2f}" for c in cols))
+            table.add_row(
+                names[i],
+                *(
+                    f"{top[i][c][0][0]!r} {top[i][c][0][1]:.2f}"
+                    + (f" ({float(best[i, c]):+.1f})" if best is not None else "")
+                    for c in cols
+                ),
+            )
     out.print(table)
+
+
+def _row_name(result: Any, i: int) -> str:
+    """``emb`` for the embedding row, else the block number (``blocks.3.resid_post`` -> ``3``)."""
+    name = result.layer_names[i] if i < len(result.layer_names) else str(i)
+    if name.endswith(".resid_pre"):
+        return "emb"
+    return name.split(".")[1] if name.startswith("blocks.") else str(i)
 
 
 def _write(path: Path, text: str) -> Path:

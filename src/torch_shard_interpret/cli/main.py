@@ -6,7 +6,8 @@ Adding a subcommand: write ``cli/<name>.py`` with
     def run(args: argparse.Namespace) -> int:
 
 and add its module name to ``SUBCOMMANDS`` below. Keep heavy imports (torch, transformers) inside
-``run`` so that ``tsi --help`` stays fast.
+``run`` so that ``tsi --help`` stays fast. A technique registered with ``tsi.report.register_technique``
+needs neither: ``cli/technique.py`` makes its subcommand (see docs/cli.md, "Adding a technique").
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "anomaly",
     "diff",
     "circuit",
+    "technique",  # one subcommand per registered technique (tsi.report.register_technique)
 )
 
 _TRUTHY = {"1", "true", "yes", "on"}

@@ -49,8 +49,10 @@ def register(subparsers: Any) -> None:
         help="denoise: run corrupt, patch clean in (default); noise: run clean, patch corrupt in",
     )  # fmt: skip
     parser.add_argument(
-        "--heads", action="store_true", help="one cell per attention head (needs attn.z sites)"
-    )
+        "--heads", nargs="?", const="all", default=None, metavar="grid",
+        help="one cell per attention head, patched at all positions (sites with heads: attn.q/k/v/z/pattern); "
+        "--heads grid: one cell per position and head (a heatmap per site)",
+    )  # fmt: skip
     parser.add_argument(
         "--batch-size",
         type=int_in(1, 4096),
@@ -80,10 +82,17 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--{name} is empty; give the text")
     if args.top < 0:
         raise InputError(f"--top must be 0 or more, not {args.top}")
+    if args.heads not in (None, "all", "grid"):
+        raise InputError(f"--heads takes no value or 'grid', not {args.heads!r}")
+    heads = {None: False, "all": True, "grid": "grid"}[args.heads]
+    if heads == "grid" and args.method != "exact":
+        raise InputError("--heads grid applies to --method exact only; use --heads with --method attribution")
     default = Path("reports") / f"patch-{_slug(args.clean)}"
     out = output_dir(args, "out", path=args.out or default)  # before the slow part; nothing is created yet
 
     model = load_model(args.model)
+    if any(part in args.sites for part in ("attn.pattern", "attn.scores")):
+        model.set_attention("eager")  # patterns and scores exist under eager attention only
     target, baseline = model.token_id(args.target), model.token_id(args.baseline)
 
     def metric(logits):
@@ -91,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.method == "exact":
         result = activation_patching(
-            model, args.clean, args.corrupt, metric, sites=args.sites, heads=args.heads,
+            model, args.clean, args.corrupt, metric, sites=args.sites, heads=heads,
             direction=args.direction, batch_size=args.batch_size, progress=progress_for(args),
         )  # fmt: skip
     else:
@@ -103,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             args.corrupt,
             metric,
             sites=args.sites,
-            heads=args.heads,
+            heads=heads is True,
             direction=args.direction,
         )
     title = f"{'Activation' if args.method == 'exact' else 'Attribution'} patching · {args.model}"
@@ -143,7 +152,8 @@ def _summary(result: Any, args: argparse.Namespace, path: Path) -> None:
             title=f"top {args.top} cells by |effect| ({_meaning(result.direction)})", title_justify="left"
         )
         table.add_column("site")
-        table.add_column("head" if result.heads is not None else "position")
+        column = "position · head" if result.is_grid else "head" if result.heads is not None else "position"
+        table.add_column(column)
         table.add_column("effect", justify="right")
         table.add_column("raw", justify="right")
         for site, col, eff, raw in result.top(args.top):

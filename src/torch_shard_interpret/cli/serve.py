@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--max-cost", type=int, default=None, metavar="N",
-        help="the largest cost of one request, sites x positions x tokens (default 1000000)",
+        help="the largest cost of one request, sites x positions x tokens (default: the server's own cap; 1-10^12)",
     )  # fmt: skip
     parser.add_argument(
         "--max-jobs", type=int, default=None, metavar="N",
@@ -92,7 +92,6 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..serve import create_app
-        from ..serve._compute import MAX_COST
     except ImportError as exc:
         raise UsageError(
             f"tsi serve needs the web extra ({exc.name} is missing): pip install 'torch-shard-interpret[web]'"
@@ -119,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         model_name=args.model,
         attention=not args.no_attention,
         allowed_hosts=allowed,
-        max_cost=MAX_COST if args.max_cost is None else args.max_cost,
+        **({} if args.max_cost is None else {"max_cost": args.max_cost}),
         **({} if args.max_jobs is None else {"max_jobs": args.max_jobs}),
         token=token,
         vision_model=None if args.vision_model == "none" else args.vision_model,

@@ -17,6 +17,7 @@ HELP = "build a steering vector from positive/negative texts and compare generat
 
 
 def register(subparsers: Any) -> None:
+    from ..core import _model
     from ..steering import SteeringVector
 
     parser = subparsers.add_parser("steer", help=HELP, description=HELP + ".")
@@ -46,11 +47,19 @@ def register(subparsers: Any) -> None:
         "--method", choices=("contrast", "pair", "pca"), default="contrast",
         help="contrast: mean difference (default); pair: one pair at matched positions (ActAdd); pca: first PC",
     )  # fmt: skip
+    own = {
+        m: api_default(f, "position")
+        for m, f in (
+            ("contrast", SteeringVector.from_contrast),
+            ("pair", SteeringVector.from_pair),
+            ("pca", SteeringVector.from_pca),
+        )
+    }
     parser.add_argument(
         "--position",
-        default="mean",
-        help="token read in each text: an integer (-1: last) or 'mean' (default)",
-    )
+        help="token read in each text: an integer (-1: last) or 'mean' (default: the method's own, "
+        + ", ".join(f"{m} {p}" for m, p in own.items()) + ")",
+    )  # fmt: skip
     parser.add_argument(
         "--scale",
         type=float_in(-1000, 1000),
@@ -63,9 +72,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--max-new-tokens",
         type=int_in(1, 2048),
-        default=30,
+        default=api_default(_model.Model.generate, "max_new_tokens"),
         metavar="N",
-        help="tokens to generate (default 30; 1-2048)",
+        help="tokens to generate (default %(default)s; 1-2048)",
     )
     add_output(
         parser,
@@ -87,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--prompt is empty; give a non-blank prompt such as 'I think that'")
     if args.max_new_tokens < 1:
         raise InputError(f"--max-new-tokens must be at least 1, not {args.max_new_tokens}")
-    position = _position(args.position)
+    where: dict[str, Any] = {} if args.position is None else {"position": _position(args.position)}
     if args.load:
         if args.positive or args.negative:
             raise InputError("give either --load or --positive/--negative, not both")
@@ -99,15 +108,11 @@ def run(args: argparse.Namespace) -> int:
         if args.method == "pair":
             if len(args.positive) != 1 or len(args.negative) != 1:
                 raise InputError("--method pair takes exactly one --positive and one --negative text")
-            sv = SteeringVector.from_pair(
-                model, args.positive[0], args.negative[0], args.site, position=position
-            )
+            sv = SteeringVector.from_pair(model, args.positive[0], args.negative[0], args.site, **where)
         elif args.method == "pca":
-            sv = SteeringVector.from_pca(model, args.positive, args.negative, args.site, position=position)
+            sv = SteeringVector.from_pca(model, args.positive, args.negative, args.site, **where)
         else:
-            sv = SteeringVector.from_contrast(
-                model, args.positive, args.negative, args.site, position=position
-            )
+            sv = SteeringVector.from_contrast(model, args.positive, args.negative, args.site, **where)
     if not args.load:
         _refuse_zero(model, sv, args.positive[0])
     plain = _as_list(model.generate(prompts, max_new_tokens=args.max_new_tokens))

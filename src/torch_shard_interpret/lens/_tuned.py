@@ -45,6 +45,7 @@ from ..core._errors import InputError, TsiError
 from ..core._model import Model
 from ..core._site import natural_key
 from ._logit import (
+    EMBED_SITE,
     as_token_id,
     module_device,
     module_dtype,
@@ -298,31 +299,49 @@ class TunedLens:
     # -- use --------------------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(
-        self, model: Model, prompt: Any, *, target: int | str | None = None, positions: Any = None
+        self,
+        model: Model,
+        prompt: Any,
+        *,
+        target: int | str | None = None,
+        positions: Any = None,
+        include_embed: bool = False,
+        return_logits: bool = False,
     ) -> LensResult:
-        """The tuned lens of one prompt: ``LensResult`` with ``probs`` ``[n_layers, pos, d_vocab]``."""
+        """The tuned lens of one prompt: ``LensResult`` with ``probs`` ``[n_layers, pos, d_vocab]``.
+
+        ``include_embed`` and ``return_logits`` mean what they mean for ``tsi.lens.logit_lens``: a first row
+        for the embeddings (``blocks.0.resid_pre``), and the raw logits kept in ``result.logits``. The
+        translators belong to the blocks, so the embedding row has none: it is read through the identity,
+        i.e. it is the logit lens of the embeddings (the same row ``logit_lens(include_embed=True)`` gives).
+        """
         self._check_model(model)
         target_id = as_token_id(model, target)
         readout = _Readout(model)
-        run = model.run(prompt, cache="blocks.*.resid_post")
+        cache = [EMBED_SITE, "blocks.*.resid_post"] if include_embed else "blocks.*.resid_post"
+        run = model.run(prompt, cache=cache)
         names = sorted(run.cache.names("blocks.*.resid_post"), key=natural_key)
         first = run.cache[names[0]]
         if first.shape[0] != 1:
             raise InputError(f"the tuned lens takes one prompt, not a batch of {first.shape[0]}")
         cols = position_columns(positions, first.shape[1])
-        rows = []
+        logits = []  # one [pos, d_vocab] per row
+        if include_embed:
+            logits.append(readout(run.cache[EMBED_SITE][0, cols].float()).cpu())
         for i, name in enumerate(names):
             h = self.translate(i, run.cache[name][0, cols].float())  # [pos, d_model]
-            rows.append(readout(h).softmax(-1).cpu())  # [pos, d_vocab]
+            logits.append(readout(h).cpu())
+        stacked = torch.stack(logits)  # [rows, pos, d_vocab]
         tokens = run.tokens[0, cols].cpu() if run.tokens is not None else torch.tensor(cols)
         return LensResult(
-            probs=torch.stack(rows),
+            probs=stacked.softmax(-1),
             tokens=tokens,
             str_tokens=model.str_tokens(tokens) if run.tokens is not None else [str(c) for c in cols],
             positions=cols,
             target=target_id,
-            layer_names=names,
+            layer_names=[EMBED_SITE, *names] if include_embed else names,
             tokenizer=model.tokenizer,
+            logits=stacked if return_logits else None,
         )
 
     def evaluate(

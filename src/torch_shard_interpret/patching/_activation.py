@@ -1,6 +1,7 @@
 """Activation patching, batched: many patched runs share one forward pass.
 
-The patched run of every cell (site x position, or site x head) starts from the same input, so ``k`` cells
+The patched run of every cell (site x position, site x head, or site x position x head with
+``heads="grid"``; ``_cells.py`` says which rows, positions and heads a cell writes) starts from the same input, so ``k`` cells
 run as one forward of ``k`` copies of that input, and batch row ``r`` gets only cell ``r``'s patch: one
 ``tsi.Fn`` per site writes the source activation into the rows (and positions, and heads) that patch
 that site. The result equals one forward per patch, to float tolerance (``tests/patching``).
@@ -15,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..core._errors import TsiError
-from ..core._interventions import Fn
-from ..core._site import Site
+from ..core._site import PATTERN, Site
+from ._cells import GRID, head_columns, head_mode, row_patches, same_cell, writable_sites
 from ._common import (
     Metric,
     PatchingError,
@@ -45,7 +46,7 @@ def activation_patching(
     metric: Metric,
     sites: str | Sequence[str] = "blocks.*.resid_pre",
     positions: str | int | Sequence[int | Sequence[int]] | None = "each",
-    heads: bool = False,
+    heads: bool | str = False,
     direction: str = "denoise",
     batch_size: int | None = None,
     memory_budget: int | str | None = None,
@@ -61,8 +62,13 @@ def activation_patching(
     corrupt prompt and patches in clean activations; ``"noise"`` runs the clean prompt and patches in
     corrupt ones. ``positions``: ``"each"`` (one column per position), ``"all"`` (one column patching
     every position), or a list whose items are positions or lists of positions patched together.
-    ``heads=True`` (sites with a head dimension, ``blocks.*.attn.z``): one column per head, each patched
-    at all positions (or at the positions given as a list).
+    ``heads=True`` (sites with a head dimension: ``attn.q``, ``k``, ``v``, ``z``, ``scores``, ``pattern``): one
+    column per head, each patched at all positions (or at the positions given as a list); effects
+    ``[n_sites, n_heads]``. ``heads="grid"``: one cell per position column and head, effects
+    ``[n_sites, n_positions, n_heads]`` (TransformerLens's "by position" head patching), in the same batches.
+    Under grouped-query attention a head of ``attn.k`` / ``attn.v`` is a key/value head: its column patches
+    every query head of the group alike (``PatchResult.head_groups``). ``attn.pattern`` (eager attention) is
+    patched through ``attn.scores``, its softmax input, which gives exactly the source pattern (``_cells.py``).
 
     Cells run ``batch_size`` at a time in one forward (default: as many as ``memory_budget`` bytes allow,
     1 GiB by default). Returns a ``PatchResult`` whose ``effects`` are normalised as
@@ -80,7 +86,10 @@ def activation_patching(
     from ``p`` on, over the unpatched run's keys and values cropped to ``p`` (``_prefix.py``). The first such
     batch is checked against a plain patched run; a failure falls back to the batches above.
     """
-    clean_ids, corrupt_ids, site_objs, names = _prepare(model, clean, corrupt, sites, heads, direction)
+    mode = head_mode(heads)
+    clean_ids, corrupt_ids, site_objs, labels = _prepare(model, clean, corrupt, sites, bool(mode), direction)
+    site_objs = writable_sites(model, site_objs)  # attn.pattern -> attn.scores
+    names = [s.name for s in site_objs]
     clean_run = model.run(clean_ids, cache=names)
     corrupt_run = model.run(corrupt_ids, cache=names)
     clean_m = float(call_metric(metric, clean_run.logits, 1)[0])
@@ -89,9 +98,24 @@ def activation_patching(
     baseline, target = (corrupt_m, clean_m) if direction == "denoise" else (clean_m, corrupt_m)
     scale = _scale(normalize, baseline, target)
 
-    col_pos, col_heads = _columns(positions, clean_ids, source.cache[names[0]], heads)
     for site in site_objs:
-        _check_layout(site, source.cache[site.name], heads)
+        _check_layout(site, source.cache[site.name], bool(mode), pattern=True)
+    col_heads: list[list[int]] | None = None
+    head_ids, kv_groups = None, None
+    if mode is None:
+        col_pos, _ = columns(positions, clean_ids.shape[1], False, None)
+        shape: tuple[int, ...] = (len(col_pos),)
+    else:
+        if mode == GRID and (positions is None or isinstance(positions, str) and positions == "all"):
+            raise PatchingError(
+                "heads='grid' gives one cell per position and head, so positions cannot be 'all'; use "
+                "positions='each' (or a list), or heads=True to patch each head at all positions"
+            )
+        pos_groups, _ = columns(positions, clean_ids.shape[1], mode != GRID, 1)  # heads=True: one group
+        col_pos, col_heads, head_ids, kv_groups = head_columns(
+            site_objs, [source.cache[n] for n in names], pos_groups, mode
+        )
+        shape = (len(pos_groups), len(head_ids)) if mode == GRID else (len(head_ids),)
     base = corrupt_run if direction == "denoise" else clean_run
     # A cell whose source value equals the value it replaces (a shared prefix, an unchanged token at the
     # embedding) cannot change the run: its effect is exactly 0 and it needs no forward.
@@ -99,8 +123,12 @@ def activation_patching(
         (i, j)
         for i in range(len(site_objs))
         for j in range(len(col_pos))
-        if not _same(
-            source.cache[names[i]], base.cache[names[i]], col_pos[j], col_heads[j] if heads else None
+        if not same_cell(
+            site_objs[i],
+            source.cache[names[i]],
+            base.cache[names[i]],
+            col_pos[j],
+            col_heads[j] if col_heads is not None else None,
         )
     ]
     k = rows_per_batch(model, base_ids, clean_run.logits, batch_size, memory_budget)
@@ -109,7 +137,7 @@ def activation_patching(
         cells.sort(key=lambda c: blocks[c[0]])
 
     kv = None
-    if reuse_kv is not False and blocks is not None and not heads and cells:
+    if reuse_kv is not False and blocks is not None and mode != "heads" and cells:
         kv = base_kv(model, base_ids)
     keep = last_logits_kwargs(model, metric, clean_run.logits) if kv is not None else {}
     batches: list[tuple[int, list[tuple[int, int]]]] = []
@@ -123,7 +151,9 @@ def activation_patching(
     else:
         batches = [(0, [cells[c] for c in part]) for part in chunks(len(cells), k)]
 
-    raw = torch.zeros(len(site_objs), len(col_pos))
+    raw = torch.zeros(
+        len(site_objs), len(col_pos)
+    )  # [n_sites, n_columns]; the grid's columns: (position, head)
     checked = checked_kv = False
 
     def agreed(block: Any, values: torch.Tensor) -> torch.Tensor | None:
@@ -168,18 +198,20 @@ def activation_patching(
             values = _fixed_run(model, base_ids, block, site_objs, source.cache, col_pos, col_heads, metric)
         for (i, j), v in zip(block, (values - baseline).tolist(), strict=True):
             raw[i, j] = v
+    raw = raw.view(len(site_objs), *shape)
     return PatchResult(
         effects=raw / scale,
         raw=raw,
-        sites=names,
-        positions=col_pos,
+        sites=labels,
+        positions=col_pos[:: len(head_ids)] if mode == GRID and head_ids else col_pos,
         str_tokens=position_labels(model, clean_ids),
         corrupt_str_tokens=position_labels(model, corrupt_ids),
         clean_metric=clean_m,
         corrupt_metric=corrupt_m,
         direction=direction,
         method="activation",
-        heads=col_heads if heads else None,
+        heads=head_ids,
+        head_groups=kv_groups,
         info={
             "forwards": 2 + len(batches) + (kv is not None),
             "batch_size": k,
@@ -267,13 +299,16 @@ def columns(
     return groups, None
 
 
-def _check_layout(site: Site, value: torch.Tensor, heads: bool) -> None:
-    if site.dim("batch", value.ndim) != 0 or site.dim("pos", value.ndim) != 1:
+def _check_layout(site: Site, value: torch.Tensor, heads: bool, pattern: bool = False) -> None:
+    """``pattern``: also accept ``[batch, n_heads, q_pos, k_pos]`` sites (activation patching writes them)."""
+    swap = pattern and site.layout == PATTERN
+    pos, head = (2, 1) if swap else (1, 2)
+    if site.dim("batch", value.ndim) != 0 or site.dim("pos", value.ndim) != pos:
         raise PatchingError(
             f"{site.name} has no [batch, pos, ...] layout (shape {list(value.shape)}), so it cannot be patched per "
             "position; patch residual, attention or MLP sites (blocks.N.resid_pre, attn.z, mlp.out...)"
         )
-    if heads and site.dim("n_heads", value.ndim) != 2:
+    if heads and site.dim("n_heads", value.ndim) != head:
         raise PatchingError(f"heads=True needs a [batch, pos, n_heads, d_head] site, not {site.name!r}")
 
 
@@ -344,13 +379,6 @@ def _agrees(model, base_ids, cell, sites, source, col_pos, col_heads, metric, go
     return bool(torch.allclose(got, want, atol=1e-3, rtol=1e-3))
 
 
-def _same(src: torch.Tensor, base: torch.Tensor, pos: list[int], head: int | None) -> bool:
-    a, b = src[0, pos], base[0, pos]
-    if head is not None:
-        a, b = a[:, head], b[:, head]
-    return torch.equal(a, b)
-
-
 def no_kv_cache(model: Model) -> dict[str, Any]:
     """``use_cache=False`` for Hugging Face models: a patched run needs no KV cache."""
     from ..core._inputs import is_hf
@@ -361,53 +389,3 @@ def no_kv_cache(model: Model) -> dict[str, Any]:
 def repeat_rows(ids: torch.Tensor, k: int) -> torch.Tensor:
     """``k`` copies of a batch-1 input along the batch dimension."""
     return ids.expand(k, *ids.shape[1:]).contiguous()
-
-
-def row_patches(
-    block: list[tuple[int, int]],
-    sites: list[Site],
-    source: Any,
-    col_pos: list[list[int]],
-    col_heads: list[int] | None,
-    skip_first: bool = False,
-    offset: int = 0,
-) -> dict[str, Fn]:
-    """One ``tsi.Fn`` per site: batch row ``r`` takes the source value at cell ``block[r]`` (``skip_first``:
-    row 0 is left unpatched; ``offset``: the run starts at that position, after a reused KV prefix)."""
-    by_site: dict[int, list[tuple[int, int]]] = {}
-    for row, (i, j) in enumerate(block):
-        if skip_first and row == 0:
-            continue
-        by_site.setdefault(i, []).append((row, j))
-    out = {}
-    for i, rows in by_site.items():
-        src = source[sites[i].name]  # [1, pos, ...]
-        r = torch.tensor([row for row, _ in rows])
-        p = torch.tensor([col_pos[j] for _, j in rows])  # [n, m]
-        h = torch.tensor([col_heads[j] for _, j in rows]) if col_heads is not None else None
-        out[sites[i].name] = Fn(_writer(src, r, p, h, offset))
-    return out
-
-
-def _writer(
-    src: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, heads: torch.Tensor | None, offset: int = 0
-):
-    moved: dict[Any, tuple[torch.Tensor, ...]] = {}
-
-    def write(value: torch.Tensor, ctx: Any) -> torch.Tensor:
-        key = (value.device, value.dtype)
-        if key not in moved:
-            dev = value.device
-            idx = (rows.to(dev)[:, None], pos.to(dev))
-            if heads is not None:
-                idx = (*idx, heads.to(dev)[:, None])
-            moved[key] = (src[0].to(dev, value.dtype), idx[1] - offset, *idx)
-        s, q, r, p, *h = moved[key]  # q: the positions in this run, p: in the source
-        out = value.clone()
-        if h:
-            out[r, q, h[0]] = s[p, h[0]]  # [n, m, d_head]
-        else:
-            out[r, q] = s[p]  # [n, m, ...]
-        return out
-
-    return write

@@ -16,7 +16,15 @@ import torch
 
 from ..core._result import logits_of
 from ._activation import _check_layout, _columns, _prepare, _scale
-from ._common import Metric, call_metric, call_metric_grad, last_logits_kwargs, position_labels
+from ._cells import head_columns
+from ._common import (
+    Metric,
+    PatchingError,
+    call_metric,
+    call_metric_grad,
+    last_logits_kwargs,
+    position_labels,
+)
 from ._result import PatchResult
 
 if TYPE_CHECKING:
@@ -36,9 +44,15 @@ def attribution_patching(
 ) -> PatchResult:
     """Estimate ``activation_patching`` (same arguments, same ``PatchResult`` and normalisation) with
     2 forwards + 1 backward: ``raw[site, column] = sum((source_act - base_act) * grad)`` over the column's
-    positions and the feature dimension (``d_model``; ``d_head`` of the column's head with ``heads=True``),
+    positions and the feature dimension (``d_model``; ``d_head`` of the column's head with ``heads=True``; for
+    ``attn.k`` / ``attn.v`` under grouped-query attention, of every query head's copy of the key/value head),
     where ``grad = d metric / d act`` on the run being patched (the corrupt run for denoising) and
     ``source_act`` comes from the other run."""
+    if heads not in (True, False):
+        raise PatchingError(
+            f"attribution_patching takes heads=True or False, not {heads!r}; the per-position head grid "
+            "(heads='grid') is activation_patching's"
+        )
     clean_ids, corrupt_ids, site_objs, names = _prepare(model, clean, corrupt, sites, heads, direction)
     base_ids, src_ids = (corrupt_ids, clean_ids) if direction == "denoise" else (clean_ids, corrupt_ids)
 
@@ -65,14 +79,22 @@ def attribution_patching(
     scale = _scale(normalize, base_m, src_m)
 
     col_pos, col_heads = _columns(positions, clean_ids, source.cache[names[0]], heads)
+    for site in site_objs:
+        _check_layout(site, source.cache[site.name], heads)
+    kv_groups = None
+    if (
+        heads
+    ):  # one column per head, or per key/value head of grouped attn.k / attn.v (as activation patching)
+        col_pos, groups, col_heads, kv_groups = head_columns(
+            site_objs, [source.cache[n] for n in names], col_pos[:1], "heads"
+        )
     raw = torch.empty(len(names), len(col_pos))
     for i, site in enumerate(site_objs):
-        _check_layout(site, source.cache[site.name], heads)
         delta = source.cache[site.name][0].float() - base.cache[site.name][0].float()  # [pos, ...]
         contrib = (delta * base.grads[site.name][0].float()).cpu()  # [pos, ...]
         if heads:
-            per = contrib.sum(-1)  # [pos, n_heads]
-            raw[i] = per[col_pos[0]].sum(0)
+            per = contrib.sum(-1)[col_pos[0]].sum(0)  # [n_heads]; a key/value head: the sum over its copies
+            raw[i] = torch.stack([per[g].sum() for g in groups])
         else:
             per = contrib.flatten(1).sum(-1)  # [pos]
             raw[i] = torch.stack([per[g].sum() for g in col_pos])
@@ -88,5 +110,6 @@ def attribution_patching(
         direction=direction,
         method="attribution",
         heads=col_heads if heads else None,
+        head_groups=kv_groups,
         info={"forwards": 2, "backwards": 1, "last_logits_only": bool(keep)},
     )

@@ -76,7 +76,7 @@ def prefix_run(
     sites: list[Site],
     source: Any,
     col_pos: list[list[int]],
-    col_heads: list[int] | None,
+    col_heads: list[list[int]] | None,
     metric: Any,
     kv: tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor],
     start: int,
@@ -87,7 +87,8 @@ def prefix_run(
     ``keep``: ``{"logits_to_keep": 1}`` when the metric reads the last position only (``last_logits_kwargs``)."""
     from transformers import DynamicCache
 
-    from ._activation import _grow, row_patches
+    from ._activation import _grow
+    from ._cells import row_patches
 
     layers, logits = kv
     counts: dict[int, int] = {}

@@ -30,6 +30,7 @@ from ..core._model import Model
 from ..core._result import logits_of
 from ..lens._logit import as_token_id, lens_from_run, readout_modules
 from ..lens._result import LensResult
+from ._techniques import techniques
 
 MAX_LENS_POSITIONS = 64
 """The lens heatmap shows at most this many (final) positions; longer prompts are cut on the left."""
@@ -79,6 +80,8 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     created: str = ""
+    techniques: dict[str, Any] = field(default_factory=dict)
+    """The result of each registered technique (``register_technique``), by name, with its default options."""
 
 
 def _no_step(_: str) -> AbstractContextManager[Any]:
@@ -174,6 +177,11 @@ def build_report(
         with timed("Attention patterns of the top heads (eager attention)"):
             patterns = _patterns(model, prompt, heads, notes)
 
+    results: dict[str, Any] = {}
+    for name, technique in techniques().items():
+        with timed(technique.title):
+            results[name] = technique.run(model, prompt)
+
     return ReportData(
         prompt=prompt,
         model_name=model_name or type(model.module).__name__,
@@ -194,6 +202,7 @@ def build_report(
         notes=notes,
         timings=timings,
         created=time.strftime("%Y-%m-%d %H:%M:%S"),
+        techniques=results,
     )
 
 

@@ -16,6 +16,7 @@ from .._render import esc, show_token, standalone
 from .._render import quoted as _q
 from ..attribution._dla_html import dla_section_html
 from ..lens._html import lens_section_html
+from ._techniques import techniques
 
 if TYPE_CHECKING:
     from ._build import HeadPattern, ReportData
@@ -113,6 +114,11 @@ def render(data: ReportData) -> str:
         )
     )
     body.append(_section("saliency", "5. Input saliency (gradient × input)", _saliency_html(data)))
+    registered = techniques()
+    for number, (name, result) in enumerate(data.techniques.items(), start=6):
+        technique = registered.get(name)
+        if technique is not None:  # unregistered since the report was computed: nothing to render it with
+            body.append(_section(f"t-{name}", f"{number}. {technique.title}", technique.section_html(result)))
     steps = ", ".join(f"{k.split(' (')[0].lower()} {v:.1f}s" for k, v in data.timings.items())
     body.append(
         f"<footer>Made by torch-shard-interpret (tsi report). Timings: {esc(steps)}. Tokens are shown with "

@@ -55,12 +55,13 @@ def _sampled_dots(idx: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.
 
 
 class SparseDecode(torch.autograd.Function):
-    """``out[b] = sum_j z[b, j] * W_dec[idx[b, j]]`` (no bias)."""
+    """``out[b] = sum_j z[b, j] * W_dec[idx[b, j]] (+ bias)``; the bias is added in place (one tensor less)."""
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, idx: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:  # noqa: N803
+    def forward(ctx, z, idx, W_dec, bias=None):  # noqa: N803
         ctx.save_for_backward(z, idx, W_dec)
-        return F.embedding_bag(idx, W_dec, per_sample_weights=z, mode="sum")
+        out = F.embedding_bag(idx, W_dec, per_sample_weights=z, mode="sum")
+        return out if bias is None else out.add_(bias)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
@@ -68,7 +69,8 @@ class SparseDecode(torch.autograd.Function):
         g = g.contiguous()
         dz = _sampled_dots(idx, g, W_dec) if ctx.needs_input_grad[0] else None
         dW = _scatter_rows(idx, z, g, W_dec.shape[0]) if ctx.needs_input_grad[2] else None  # noqa: N806
-        return dz, None, dW
+        d_bias = g.sum(0) if len(ctx.needs_input_grad) > 3 and ctx.needs_input_grad[3] else None
+        return dz, None, dW, d_bias
 
 
 class GatherEncode(torch.autograd.Function):
@@ -106,14 +108,25 @@ def topk_forward(
     b_dec_in: torch.Tensor | None,
     b_dec_out: torch.Tensor,
     k: int,
+    workspace: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """TopK SAE forward with sparse gradients. Returns ``(x_hat, z, idx, pre, xc)``: reconstruction
     ``[batch, d_out]``, active values and latent ids ``[batch, k]``, the dense pre-activations (no grad, for
-    AuxK) and the encoder input."""
+    AuxK) and the encoder input.
+
+    ``workspace`` (a dict the caller keeps between steps): the ``[batch, d_sae]`` pre-activations are written
+    into a buffer kept there, so that a training loop does not map a fresh 64 MiB (4096 x 4096 fp32) every
+    step; the returned ``pre`` is then overwritten by the next call with the same workspace."""
     with torch.no_grad():
         xc = x - b_dec_in if b_dec_in is not None else x  # [batch, d_in]
-        pre = torch.addmm(b_enc, xc, W_enc)  # [batch, d_sae]
+        shape = (xc.shape[0], W_enc.shape[1])
+        buf = None if workspace is None else workspace.get("pre")
+        if workspace is not None and (
+            buf is None or buf.shape != shape or buf.dtype != xc.dtype or buf.device != xc.device
+        ):
+            buf = workspace["pre"] = xc.new_empty(shape)
+        pre = torch.addmm(b_enc, xc, W_enc, out=buf) if buf is not None else torch.addmm(b_enc, xc, W_enc)
         vals, idx = pre.topk(k, dim=-1, sorted=False)
     z = GatherEncode.apply(vals, xc, W_enc, b_enc, b_dec_in, idx).relu()  # [batch, k]
-    x_hat = SparseDecode.apply(z, idx, W_dec) + b_dec_out
+    x_hat = SparseDecode.apply(z, idx, W_dec, b_dec_out)
     return x_hat, z, idx, pre, xc

@@ -79,6 +79,7 @@ def forward_loss(
     aux_reduce=None,
     gather=None,
     step: int | None = None,
+    workspace: dict[str, torch.Tensor] | None = None,
 ) -> StepOut:
     """Loss of ``sae`` on local rows ``x`` -> targets ``y`` (already normalised).
 
@@ -86,7 +87,8 @@ def forward_loss(
     ``dead``: ``[d_sae]`` bool mask of dead latents (AuxK); ``aux_reduce``: all-reduce (sum) for AuxK statistics;
     ``gather``: all-gather + concatenate (DDP), so that BatchTopK selects over the global batch;
     ``step``: the index of this training step (the trainer's, saved in its checkpoints, so that a resumed run
-    stays in the phase it was in, see ``EARLY_STEPS``), or None for an evaluation pass, which updates nothing.
+    stays in the phase it was in, see ``EARLY_STEPS``), or None for an evaluation pass, which updates nothing;
+    ``workspace``: buffers a training loop keeps between steps (see ``topk_forward``).
     """
     cfg = sae.cfg
     if cfg.kind == "abstopk" or cfg.skip:  # loaded from SAELens: inference only here
@@ -99,7 +101,9 @@ def forward_loss(
     training = step is not None
     early = step is not None and step < EARLY_STEPS.get(cfg.kind, 0)
     if cfg.kind == "topk" or (cfg.kind == "batchtopk" and early):
-        x_hat, z, idx, pre, xc = topk_forward(x, sae.W_enc, sae.b_enc, sae.W_dec, b_in, sae.b_dec, _k(cfg))
+        x_hat, z, idx, pre, xc = topk_forward(
+            x, sae.W_enc, sae.b_enc, sae.W_dec, b_in, sae.b_dec, _k(cfg), workspace
+        )
         fired = torch.zeros(cfg.d_sae, dtype=torch.bool, device=x.device)
         fired[idx[z > 0]] = True
         l0 = (z > 0).sum().to(x.dtype)
@@ -126,8 +130,7 @@ def forward_loss(
         active = z > 0
         fired = active.any(0)
         l0 = active.sum().to(x.dtype)
-    err = x_hat - y
-    sq = err.pow(2).sum()
+    sq = F.mse_loss(x_hat, y, reduction="sum")  # one fused kernel each way, no [batch, d_out] temporaries
     if cfg.kind in ("topk", "batchtopk"):
         loss = sq / total_var
     elif cfg.kind == "relu" or early:
@@ -137,7 +140,7 @@ def forward_loss(
         loss = sq / n_global + cfg.l0_coefficient * steps.sum() / n_global
     aux = zero
     if cfg.kind != "relu" and dead is not None and cfg.aux_coefficient > 0:
-        aux = _auxk(sae, pre, xc, err.detach(), dead, aux_reduce)
+        aux = _auxk(sae, pre, xc, (x_hat - y).detach(), dead, aux_reduce)
         # JumpReLU's loss is per row, not per unit of variance: weigh AuxK the same relative to it as in TopK
         weight = cfg.aux_coefficient * (total_var / n_global if cfg.kind == "jumprelu" else 1.0)
         loss = loss + weight * aux

@@ -93,7 +93,9 @@ class SAE(nn.Module):
         """Remove the gradient component parallel to each (unit) decoder row, so steps keep the norm."""
         g = self.W_dec.grad
         if g is not None:
-            g -= (g * self.W_dec).sum(-1, keepdim=True) * self.W_dec
+            w = self.W_dec
+            dots = torch.bmm(g.unsqueeze(1), w.unsqueeze(2)).squeeze(2)  # [d_sae, 1], no [d_sae, d] temporary
+            g.addcmul_(dots, w, value=-1.0)
 
     @property
     def threshold_values(self) -> torch.Tensor | None:

@@ -88,6 +88,7 @@ class Trainer:
         )
         self.warmup = tcfg.warmup_steps if tcfg.warmup_steps is not None else min(1000, total_steps // 20)
         self.last: dict[str, float] = {}
+        self.workspace: dict[str, torch.Tensor] = {}  # buffers reused from step to step (``topk_forward``)
 
     # initialisation from the first batch (identical on every rank: each sees the whole global batch)
     @torch.no_grad()
@@ -129,7 +130,7 @@ class Trainer:
             sae, xs[lo:hi], ys[lo:hi], n_global=n, total_var=total_var,
             dead=dead if bool(dead.any()) else None,
             aux_reduce=self.dist.sum_ if self.dist.on else None,
-            gather=self.dist.cat if self.dist.on else None, step=self.step_i,
+            gather=self.dist.cat if self.dist.on else None, step=self.step_i, workspace=self.workspace,
         )  # fmt: skip
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()

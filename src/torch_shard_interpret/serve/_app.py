@@ -23,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import _circuits
+from ..report._techniques import techniques
+from . import _circuits, _techniques
 from . import _compute as C
 from ._cancel import Cancelled, cancellable
 from ._guard import BodyTooLarge, Guard, _err
@@ -121,7 +122,9 @@ def create_app(
     static = _load_static(STATIC_DIR)
     jobs = Jobs(job_workers, max_pending=max_jobs)
     vision = VisionTab(vision_model, max_image_bytes, max_image_pixels)
+    state.techniques = dict(techniques())
     kinds = {**C.KINDS, **_circuits.KINDS}
+    kinds.update(_techniques.kinds(state.techniques, taken=kinds))
 
     def check_cost(kind: str, body: Mapping[str, Any]) -> None:
         if kind in _circuits.KINDS:

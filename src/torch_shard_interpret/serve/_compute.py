@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..core._result import RunResult, logits_of
+from ..report._techniques import Technique
 from . import _specs as S
 from ._sae import DEFAULT_CORPUS, ServedSAE, compute_stats, latent_view, search_latents
 from ._specs import RequestError
+from ._techniques import describe
 
 if TYPE_CHECKING:
     from ..core._model import Model
@@ -43,6 +45,7 @@ class State:
     corpus: tuple[Any, ...] = DEFAULT_CORPUS
     corpus_name: str = "built-in corpus"
     max_cost: int = MAX_COST
+    techniques: dict[str, Technique] = field(default_factory=dict)  # registered when the app was made
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -97,6 +100,9 @@ def request_cost(state: State, kind: str, body: Mapping[str, Any]) -> tuple[int,
     if kind in ("run", "lens", "attention", "dla"):
         n = _n_tokens(state, body, "prompt")
         return n, f"1 forward x {n} tokens"
+    if kind in state.techniques:
+        n, runs = _n_tokens(state, body, "prompt"), state.techniques[kind].forwards
+        return runs * n, f"{runs} forward(s) x {n} tokens"
     return 0, ""
 
 
@@ -132,6 +138,7 @@ def info(state: State) -> dict[str, Any]:
         "vectors": vectors_list(state)["vectors"],
         "saes": [sae_summary(s) for s in state.saes.values()],
         "stores": sorted(state.stores),
+        "techniques": describe(state.techniques),
         "limits": {
             "max_prompt_chars": S.MAX_PROMPT_CHARS,
             "max_new_tokens": S.MAX_NEW_TOKENS,

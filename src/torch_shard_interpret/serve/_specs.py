@@ -64,7 +64,11 @@ def text(
     return value
 
 
-def integer(body: Mapping[str, Any], key: str, default: int, lo: int, hi: int | None) -> int:
+@overload
+def integer(body: Mapping[str, Any], key: str, default: int, lo: int, hi: int | None) -> int: ...
+@overload
+def integer(body: Mapping[str, Any], key: str, default: None, lo: int, hi: int | None) -> int | None: ...
+def integer(body: Mapping[str, Any], key: str, default: int | None, lo: int, hi: int | None) -> int | None:
     """The integer at ``key`` within ``[lo, hi]``; ``default`` when the key is absent or null."""
     value = body.get(key)
     if value is None:
