@@ -76,7 +76,9 @@ def atomic_write(
     if mkdir:
         final.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(final, mode=mode, prefix=prefix, suffix=suffix, create_error=create_error) as tmp:
-        with open(tmp, "w", encoding="utf-8") if isinstance(data, str) else open(tmp, "wb") as f:
+        # a mode that is not a literal makes open() an IO[Any], which takes str and bytes alike
+        text = isinstance(data, str)
+        with open(tmp, "w" if text else "wb", encoding="utf-8" if text else None) as f:
             f.write(data)
             if fsync:
                 f.flush()

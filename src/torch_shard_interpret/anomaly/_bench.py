@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ._detector import DETECTORS, Detector
 from ._eval import evaluate_features
 from ._features import extract
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 SHIFT_SITES = [f"blocks.{i}.resid_post" for i in (5, 10, 15, 20, 25)]
 BEST_TARGET = 0.95
@@ -38,7 +41,7 @@ def shift_texts() -> dict[str, list[str]]:
     return json.loads((Path(__file__).parent / "data" / "shift.json").read_text())
 
 
-def _shuffled(model: Any, texts: list[str], seed: int = 0) -> torch.Tensor:
+def _shuffled(model: Model, texts: list[str], seed: int = 0) -> torch.Tensor:
     """Each text's tokens in a random order (same length, same tokens), as token ids ``[n, pos]``."""
     gen = torch.Generator().manual_seed(seed)
     rows = [model.to_tokens(t)[0] for t in texts]
@@ -64,20 +67,25 @@ def task_features(name: str, progress: bool = False) -> dict[str, dict[str, torc
     return shift_features(name.split("-")[1], progress=progress)
 
 
-_SHIFT: dict[str, Any] = {}
+_SHIFT: dict[str | tuple[str, int], Any] = {}  # "model", and ("prose", id(model)) -> features
+
+
+def _embedded_model() -> Model:
+    """The embedded model, loaded once per process."""
+    if "model" not in _SHIFT:
+        from ..loading import load
+
+        _SHIFT["model"] = load("smollm2-135m")
+    return _SHIFT["model"]
 
 
 def shift_features(
-    kind: str, model: Any = None, progress: bool = False
+    kind: str, model: Model | None = None, progress: bool = False
 ) -> dict[str, dict[str, torch.Tensor]]:
     """The distribution-shift task ``kind`` (``code``, ``french``, ``shuffled``) on the embedded model; the
     model and the prose features are computed once per process."""
     if model is None:
-        if "model" not in _SHIFT:
-            from ..loading import load
-
-            _SHIFT["model"] = load("smollm2-135m")
-        model = _SHIFT["model"]
+        model = _embedded_model()
     texts = shift_texts()
     trusted, normal = texts["prose"][:32], texts["prose"][32:]
     key = ("prose", id(model))

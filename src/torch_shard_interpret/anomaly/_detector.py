@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
@@ -65,11 +65,11 @@ class Detector:
                 continue
             det = impl(**options)
             x, y = feats[site], None
-            if impl.needs_labels:
-                x = torch.cat([x, anomalous[site]])  # type: ignore[index]
+            if impl.needs_labels and anomalous is not None:  # None was refused above
+                x = torch.cat([x, anomalous[site]])
                 y = torch.cat(
                     [torch.zeros(n, dtype=torch.long), torch.ones(len(anomalous[site]), dtype=torch.long)]
-                )  # type: ignore[index]
+                )
             elif kind == "abstraction":
                 y = feats[sites[i - 1]]
             det.fit(x, y, progress=progress)
@@ -106,7 +106,17 @@ class Detector:
                 out[site] = det.score(feats[site])
         return out
 
-    def score_features(self, feats: dict[str, torch.Tensor], per_site: bool = False):
+    @overload
+    def score_features(
+        self, feats: dict[str, torch.Tensor], per_site: Literal[False] = False
+    ) -> torch.Tensor: ...
+    @overload
+    def score_features(
+        self, feats: dict[str, torch.Tensor], per_site: Literal[True]
+    ) -> dict[str, torch.Tensor]: ...
+    def score_features(
+        self, feats: dict[str, torch.Tensor], per_site: bool = False
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Scores of precomputed features: ``[n]`` combined, or ``{site: [n]}`` raw with ``per_site=True``."""
         raw = self._raw(feats)
         if per_site:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from ._features import AnomalyError
 from ._gaussian import SiteDetector
 
 
@@ -71,6 +72,10 @@ class Probe(SiteDetector):
     needs_labels = True
 
     def fit(self, x, y=None, progress=False):
+        if y is None:
+            raise AnomalyError(
+                "the probe detector needs labels y= (0: trusted, 1: anomalous), one per row of x"
+            )
         mom = _moments(x[y == 0])
         xs = _standardise(x, mom)
         w = torch.zeros(x.shape[1], requires_grad=True)
@@ -107,6 +112,10 @@ class Translator(SiteDetector):
     name = "abstraction"
 
     def fit(self, x, y=None, progress=False):
+        if y is None:
+            raise AnomalyError(
+                "the abstraction detector needs the previous site's features as y=, one row per x"
+            )
         src_m, dst_m = _moments(y), _moments(x)
         a, t = _standardise(y, src_m), _standardise(x, dst_m)
         hidden = int(self.options.get("hidden", 0))

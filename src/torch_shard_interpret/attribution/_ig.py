@@ -30,7 +30,7 @@ import torch
 from ..core._errors import InputError
 from ..core._interventions import Set
 from ..core._model import Model
-from ..core._result import jsonable
+from ..core._result import jsonable, logits_of
 from ..lens._logit import as_token_id
 
 METHODS = ("gausslegendre", "trapezoid", "riemann_middle")
@@ -242,14 +242,15 @@ def integrated_gradients(
     n_pos = x.shape[1]
     if not -n_pos <= position < n_pos:
         raise InputError(f"position {position} is outside the prompt of {n_pos} tokens")
+    first_logits = logits_of(first, "integrated_gradients")  # [1, pos, d_vocab]
     target_id = None
     if metric is None:
         target_id = as_token_id(model, target)
         if target_id is None:
-            target_id = int(first.logits[0, position].argmax())
+            target_id = int(first_logits[0, position].argmax())
     f = _scalar_fn(metric, target_id, position)
     with torch.no_grad():
-        f_input = float(_values(f, first.logits, 1)[0])
+        f_input = float(_values(f, first_logits, 1)[0])
     moved, base_kind = _baseline(model, ids, x, baseline, site)  # [1, pos, d_model]
     auto_keep = keep is None
     if keep is None:
@@ -257,15 +258,15 @@ def integrated_gradients(
     base = _kept(moved, x, keep)
     if warp is None:
         warp = 3 if base_kind == "zero" else 1
-    base_logits = model.run(ids, interventions={site: Set(base)}).logits
+    base_logits = logits_of(model.run(ids, interventions={site: Set(base)}), "integrated_gradients")
     if auto_keep and keep and _predicts(base_logits, position, target_id):
         # The kept first token alone makes the model answer the target: such a baseline is not neutral
         # (docs/bench-trojan.md). Move every position instead, if that baseline is neutral.
-        again = model.run(ids, interventions={site: Set(moved)}).logits
+        again = logits_of(model.run(ids, interventions={site: Set(moved)}), "integrated_gradients")
         if not _predicts(again, position, target_id):
             keep, base, base_logits = (), moved, again
     f_baseline = float(_values(f, base_logits, 1)[0])
-    if _predicts(base_logits, position, target_id):
+    if target_id is not None and _predicts(base_logits, position, target_id):
         _warn_baseline(base_logits[0, position], target_id, base_kind, f_input - f_baseline, bool(keep))
     diff = (x - base).float()  # [1, pos, d_model]
     delta = f_input - f_baseline

@@ -8,6 +8,7 @@ import torch
 
 from ..core._errors import InputError
 from ..core._model import Model
+from ..core._result import logits_of
 from ..lens._logit import as_token_id
 
 METHODS = ("grad_x_input", "grad_norm")
@@ -42,7 +43,7 @@ def saliency(
     target_id = as_token_id(model, target)
     baseline_id = as_token_id(model, baseline, "baseline")
     if target_id is None:
-        target_id = int(model.run(prompt).logits[0, position].argmax())
+        target_id = int(logits_of(model.run(prompt), "saliency")[0, position].argmax())
 
     def scalar(r):
         if r.logits.shape[0] != 1:

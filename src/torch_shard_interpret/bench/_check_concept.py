@@ -12,6 +12,7 @@ def checks(quick: bool) -> list[dict]:
 
     import torch_shard_interpret as tsi
 
+    from ..core._result import logits_of
     from ._concept import planted_concept
 
     task = planted_concept()
@@ -30,7 +31,7 @@ def checks(quick: bool) -> list[dict]:
         vals = []
         for text in neutral:
             with sv.apply(m, scale=scale):
-                vals.append(task.readout(m.run(text).logits)[0])
+                vals.append(task.readout(logits_of(m.run(text), "the concept check"))[0])
         return torch.stack(vals)
 
     up, down, base = readout(1.0), readout(-1.0), readout(0.0)

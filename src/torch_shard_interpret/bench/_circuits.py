@@ -17,12 +17,17 @@ Being a real Hugging Face GPT-2, the model gets every canonical site (``blocks.{
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from ..core._errors import InputError
+
+if TYPE_CHECKING:
+    from transformers import GPT2LMHeadModel
+    from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
 V, T, D, H = 16, 8, 64, 4
 HD = D // H
@@ -58,6 +63,11 @@ class KnownCircuit:
         return last[:, self.answer] - other
 
 
+def gpt2_blocks(model: GPT2LMHeadModel) -> Sequence[GPT2Block]:
+    """``model.transformer.h``: HF annotates it as an ``nn.ModuleList`` of ``nn.Module``, it holds GPT2Blocks."""
+    return cast("Sequence[GPT2Block]", model.transformer.h)
+
+
 def blank_gpt2(vocab: int, positions: int, d_model: int, n_head: int, seed: int):
     """A two-layer ReLU ``GPT2LMHeadModel`` (eval mode) with every weight zero and every norm's scale 1."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -69,11 +79,11 @@ def blank_gpt2(vocab: int, positions: int, d_model: int, n_head: int, seed: int)
     )  # fmt: skip
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config).eval()
-    tr = model.transformer
+    tr, blocks = model.transformer, gpt2_blocks(model)
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
-        for ln in [tr.ln_f] + [b.ln_1 for b in tr.h] + [b.ln_2 for b in tr.h]:
+        for ln in [tr.ln_f] + [b.ln_1 for b in blocks] + [b.ln_2 for b in blocks]:
             ln.weight.fill_(1.0)
     return model
 
@@ -84,19 +94,19 @@ def build_module(name: str, seed: int = 0, sharp: float = 40.0, decoy_scale: flo
         raise InputError(f"unknown known circuit {name!r}; choose one of {', '.join(NAMES + ALGORITHMS)}")
     model = blank_gpt2(V, T, D, H, seed)
     g = torch.Generator().manual_seed(seed + 1)
-    tr = model.transformer
+    tr, blocks = model.transformer, gpt2_blocks(model)
     with torch.no_grad():
         tr.wte.weight[:, TOK : TOK + V] = torch.eye(V)
         tr.wpe.weight[:, POS : POS + T] = torch.eye(T)
         # a0.h0, previous token: query position i matches key position i - 1; value = the token
-        a0 = tr.h[0].attn
+        a0 = blocks[0].attn
         for i in range(1, T):
             a0.c_attn.weight[POS + i, 0 * HD + i] = sharp  # q
             a0.c_attn.weight[POS + i - 1, D + 0 * HD + i] = 1.0  # k
         a0.c_attn.weight[TOK : TOK + V, 2 * D : 2 * D + V] = torch.eye(V)  # v (HD == V)
         a0.c_proj.weight[0:V, PREV : PREV + V] = torch.eye(V)
         if name == "induction":  # a1.h0: query = current token, key = previous-token subspace; value = token
-            a1 = tr.h[1].attn
+            a1 = blocks[1].attn
             a1.c_attn.weight[TOK : TOK + V, 0:V] = sharp * torch.eye(V)
             a1.c_attn.weight[PREV : PREV + V, D : D + V] = torch.eye(V)
             a1.c_attn.weight[TOK : TOK + V, 2 * D : 2 * D + V] = torch.eye(V)
@@ -106,7 +116,7 @@ def build_module(name: str, seed: int = 0, sharp: float = 40.0, decoy_scale: flo
             model.lm_head.weight[:, PREV : PREV + V] = torch.eye(V)
         # decoys: heads 1..3 of both layers and both MLPs read everything and write only the scratch space
         n_scratch = D - SCRATCH
-        for block in tr.h:
+        for block in blocks:
             for h in range(1, H):
                 for part in range(3):
                     block.attn.c_attn.weight[:, part * D + h * HD : part * D + (h + 1) * HD] = torch.randn(

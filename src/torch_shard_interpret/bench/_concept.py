@@ -9,9 +9,13 @@ two places: the embeddings of positive words get ``+strength * u`` and of negati
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 POSITIVE = ("good", "happy", "love", "great")
 NEGATIVE = ("bad", "sad", "hate", "terrible")
@@ -20,7 +24,7 @@ NEUTRAL = ("the", "cat", "dog", "house", "tree", "car", "book", "red", "blue", "
 
 @dataclass
 class PlantedConcept:
-    model: Any
+    model: Model
     direction: torch.Tensor
     """``[d_model]`` unit vector: the planted concept."""
     positive_texts: list[str]
@@ -49,7 +53,7 @@ def planted_concept(seed: int = 0, strength: float = 3.0, readout: float = 20.0)
     tok = tiny_tokenizer()
     module = tiny_hf_model("llama", seed=seed)
     gen = torch.Generator().manual_seed(seed + 5)
-    emb = module.get_input_embeddings().weight
+    emb = cast(nn.Embedding, module.get_input_embeddings()).weight  # HF annotates both as nn.Module
     d = emb.shape[1]
     u = torch.randn(d, generator=gen)
     u = u / u.norm()
@@ -58,7 +62,7 @@ def planted_concept(seed: int = 0, strength: float = 3.0, readout: float = 20.0)
         for words, sign in ((POSITIVE, 1.0), (NEGATIVE, -1.0)):
             for w in words:
                 emb[tok.convert_tokens_to_ids(w)] += sign * strength * scale * u
-        head = module.get_output_embeddings().weight
+        head = cast(nn.Linear, module.get_output_embeddings()).weight
         head[tok.convert_tokens_to_ids("yes")] += readout * u
         head[tok.convert_tokens_to_ids("no")] -= readout * u
     model = tsi.wrap(module, tokenizer=tok)

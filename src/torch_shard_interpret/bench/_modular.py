@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..core._errors import InputError
+from ..core._result import logits_of
 from . import _modular_train as recipe
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 DATA = Path(__file__).parent / "data"
 
@@ -25,7 +29,7 @@ DATA = Path(__file__).parent / "data"
 class ModularAddition:
     """``.model`` (a ``tsi.Model``), ``.p``, ``.accuracy`` (on the pairs held out of training)."""
 
-    model: Any
+    model: Model
     p: int
     accuracy: float
     inputs: torch.Tensor
@@ -40,7 +44,8 @@ class ModularAddition:
         test = ~self.train_mask
         ids = self.inputs[test]
         with torch.no_grad():
-            logits = self.model.run(ids, interventions=interventions or {}).logits[:, -1, : self.p]
+            run = self.model.run(ids, interventions=interventions or {})
+            logits = logits_of(run, "accuracy_with")[:, -1, : self.p]
         return float((logits.argmax(-1) == self.labels[test]).float().mean())
 
 

@@ -106,13 +106,15 @@ def cascading_randomization(
     gen = torch.Generator().manual_seed(seed)
     trained = {m: [fn(model, p).detach().abs() for p in prompts] for m, fn in methods.items()}
     corr: dict[str, list[float]] = {m: [1.0] for m in methods}
+    randomized: set[str] = set()  # the parameters redrawn by an earlier (cumulative) stage
     try:
         for _, prefixes in stages:
             with torch.no_grad():
                 for name, p in params.items():
                     if "*" in prefixes or any(pre in f".{name}" for pre in prefixes):
-                        if not getattr(p, "_tsi_randomized", False):
+                        if name not in randomized:
                             _randomize_(p, gen)
+                            randomized.add(name)
             for m, fn in methods.items():
                 vals = [
                     spearman(t, fn(model, p).detach().abs()) for t, p in zip(trained[m], prompts, strict=True)
@@ -122,8 +124,6 @@ def cascading_randomization(
         with torch.no_grad():
             for k, p in params.items():
                 p.copy_(saved[k])
-                if hasattr(p, "_tsi_randomized"):
-                    del p._tsi_randomized
     flagged = [m for m, c in corr.items() if c[-1] >= threshold]
     return SanityResult(["trained", *[s for s, _ in stages]], corr, threshold, flagged)
 
@@ -135,4 +135,3 @@ def _randomize_(p: torch.Tensor, gen: torch.Generator) -> None:
     else:
         new = p.detach().flatten()[torch.randperm(p.numel(), generator=gen)].view_as(p)
     p.copy_(new.to(p.dtype))
-    p._tsi_randomized = True

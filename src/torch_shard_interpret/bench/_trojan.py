@@ -29,7 +29,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -236,7 +236,7 @@ def digits_data() -> tuple[torch.Tensor, torch.Tensor]:
         raise InputError(
             "the digits task needs scikit-learn (it ships the data); pip install 'torch-shard-interpret[digits]'"
         ) from None
-    d = load_digits()
+    d: Any = load_digits()  # a Bunch (sklearn types it as a union with the (X, y) tuple of return_X_y=True)
     x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.tensor(d.target, dtype=torch.long)
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
@@ -295,7 +295,8 @@ def lm_attribution_ranks(task: Trojan, n: int) -> dict[str, list[int]]:
 
     from ..attribution import BaselineWarning, integrated_gradients, saliency
 
-    embed = task.model.module.get_input_embeddings()
+    hf: Any = task.model.module  # the HF model; nn.Module does not declare get_input_embeddings
+    embed = cast(nn.Embedding, hf.get_input_embeddings())
     keep = (task.clean_labels != task.target).nonzero().flatten()[:n]
     names = ("saliency", "ig", "ig_mean", "ig_counterfactual")
     ranks: dict[str, list[int]] = {k: [] for k in (*names, "ig_ok", "ig_mean_ok", "ig_counterfactual_ok")}
@@ -307,14 +308,15 @@ def lm_attribution_ranks(task: Trojan, n: int) -> dict[str, list[int]]:
             mean = embed.weight.mean(0).expand_as(base).clone()
             mean[:, 0] = base[:, 0]
         found = {"saliency": saliency(task.model, ids, target=task.target)}
-        for name, kw in (
-            ("ig", {}),
-            ("ig_mean", {"baseline": mean}),
-            ("ig_counterfactual", {"baseline": base}),
-        ):
+        baselines: tuple[tuple[str, torch.Tensor | None], ...] = (
+            ("ig", None),  # the default
+            ("ig_mean", mean),
+            ("ig_counterfactual", base),
+        )
+        for name, baseline in baselines:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                ig = integrated_gradients(task.model, ids, target=task.target, **kw)
+                ig = integrated_gradients(task.model, ids, target=task.target, baseline=baseline)
             if name == "ig":
                 ranks["ig_warned"].append(int(any(issubclass(w.category, BaselineWarning) for w in caught)))
                 ranks["ig_kept"].append(int(bool(ig.kept)))

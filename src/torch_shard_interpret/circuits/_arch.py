@@ -120,14 +120,21 @@ def layout(model: Model, graph: Graph) -> Layout:
     paths = {id(m): n for n, m in model.module.named_modules()}
     modules = dict(model.module.named_modules())
     cfg = model.cfg
-    d_head = cfg.d_head or (cfg.d_model // cfg.n_heads)
+    d_head = cfg.d_head
+    if not d_head:
+        if not cfg.d_model or not cfg.n_heads:
+            raise CircuitError(
+                "circuits need the model's head width: its config gives neither d_head nor d_model and n_heads"
+            )
+        d_head = cfg.d_model // cfg.n_heads
     layers = []
     for i in range(graph.n_layers):
         parts = model.block_modules(i)
-        attn, mlp, ln1, ln2 = parts["attn"], parts["mlp"], parts["ln1"], parts["ln2"]
-        if mlp is None or ln1 is None or attn is None:
+        attn, mlp, ln1, ln2, o_proj = parts["attn"], parts["mlp"], parts["ln1"], parts["ln2"], parts["o_proj"]
+        if mlp is None or ln1 is None or attn is None or o_proj is None:
             raise CircuitError(
-                f"block {i} has no separate attention, MLP and pre-attention norm modules the adapter can name, so "
+                f"block {i} has no separate attention (with its output projection), MLP and pre-attention norm "
+                "modules the adapter can name, so "
                 "its edges cannot be patched; circuits support pre-norm blocks with an MLP module"
             )
         mlp_norm = ln2 if ln2 is not None else ln1  # parallel blocks may share one norm (GPT-J)
@@ -137,11 +144,12 @@ def layout(model: Model, graph: Graph) -> Layout:
                 mlp_norm=paths[id(mlp_norm)],
                 mlp=paths[id(mlp)],
                 projs=_projections(attn, paths, graph, d_head, i),
-                o_proj=parts["o_proj"],
+                o_proj=o_proj,
             )
         )
     adapter = model.adapter
-    final, unembed = _absolute(model, adapter.final_norm), _absolute(model, adapter.unembed)
+    final = _absolute(model, adapter.final_norm) if adapter is not None else None
+    unembed = _absolute(model, adapter.unembed) if adapter is not None else None
     if final is None or unembed is None:
         raise CircuitError(
             "circuits need the model's final norm and unembedding, which the adapter does not name"

@@ -241,6 +241,10 @@ def attribution_graph(
             "max_logits and batch_size must be >= 1 and logit_prob in (0, 1], e.g. max_logits=10, logit_prob=0.95"
         )
     ids = _ids(model, prompt)
+    if not model.cfg.n_layers:
+        raise CircuitError(
+            "attribution graphs need a model whose adapter names its blocks (cfg.n_layers is unknown)"
+        )
     tcs = as_transcoders(transcoders, model.cfg.n_layers, layout)
     rep = Replacement(model, ids, tcs)
     L, P = rep.g.n_layers, ids.shape[1]

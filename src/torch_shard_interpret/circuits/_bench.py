@@ -12,6 +12,8 @@ Two kinds of model with a known answer:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ._attribute import attribute
@@ -24,8 +26,17 @@ REVEALED = {
     "prev_token": frozenset({"input->a0.h0<v>", "a0.h0->logits"}),
     "induction": frozenset({"input->a0.h0<v>", "a0.h0->a1.h0<k>", "a1.h0->logits"}),
 }
-METHODS = (("eap", {}), ("eap-ig", {"steps": 5}), ("patching", {}), ("acdc", {}))
-KNOWN_METHODS = (("eap-ig", {"steps": 20}), ("patching", {}), ("acdc", {}))
+METHODS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("eap", {}),
+    ("eap-ig", {"steps": 5}),
+    ("patching", {}),
+    ("acdc", {}),
+)  # (method, keywords of attribute)
+KNOWN_METHODS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("eap-ig", {"steps": 20}),
+    ("patching", {}),
+    ("acdc", {}),
+)
 
 
 def known_auroc(task, scored) -> float:

@@ -223,7 +223,7 @@ def _count(total: int, n: int | None, frac: float | None) -> int:
         if not 0 <= frac <= 1:
             raise CircuitError(f"frac must be between 0 and 1, not {frac}")
         return int(frac * total)
-    if n < 0:
+    if n is None or n < 0:  # None was refused above, with frac None too
         raise CircuitError(f"n must be a non-negative edge count, not {n}")
     return min(int(n), total)
 

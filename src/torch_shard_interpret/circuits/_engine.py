@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..core._interventions import Fn
+from ..core._result import logits_of
 from ._arch import Layout, call
 
 if TYPE_CHECKING:
@@ -70,10 +71,12 @@ def as_sources(lay: Layout, cache: Any) -> Sources:
     )
 
 
-def capture(model: Model, lay: Layout, ids: torch.Tensor, interventions: dict | None = None):
+def capture(
+    model: Model, lay: Layout, ids: torch.Tensor, interventions: dict | None = None
+) -> tuple[Sources, torch.Tensor]:
     """One plain forward: ``(Sources, logits)``."""
     run = model.run(ids, cache=source_sites(lay), interventions=interventions)
-    return as_sources(lay, run.cache), run.logits
+    return as_sources(lay, run.cache), logits_of(run, "circuit discovery")
 
 
 # ---- gradients at every destination input ---------------------------------------------------------------
@@ -294,4 +297,4 @@ def patched_logits(
     """Logits ``[K * n, p, V]`` of the prompts ``ids`` ([n, p]) under each of the ``K`` ablation matrices."""
     patcher = Patcher(lay, ref, A, ids.shape[0])
     rep = ids.repeat(A.shape[0], 1)
-    return model.run(rep, interventions=patcher.interventions()).logits
+    return logits_of(model.run(rep, interventions=patcher.interventions()), "circuit discovery")

@@ -11,7 +11,7 @@ _DX, _DY, _PAD = 44, 56, 30
 
 def _positions(g: Any) -> dict[str, tuple[float, float]]:
     width = (g.n_heads + 1) * _DX
-    pos = {"input": (_PAD + width / 2, _PAD)}
+    pos: dict[str, tuple[float, float]] = {"input": (_PAD + width / 2, _PAD)}
     for layer in range(g.n_layers):
         y = _PAD + (2 * layer + 1) * _DY
         for h in range(g.n_heads):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from ..core._result import logits_of
 from ._arch import call, layout
 from ._graph import CircuitError
 from ._graph import graph as build_graph
@@ -97,7 +98,7 @@ class Replacement:
                     model.set_attention(old)
         c = run.cache
         self.ids = ids[0]
-        self.logits = run.logits[0, -1].detach().float()
+        self.logits = logits_of(run, "the attribution graph")[0, -1].detach().float()
         self.x0 = c[f"{lay.layers[0].ln1}:input"][0].detach().float()  # the residual entering layer 0
         self.ln1, self.ln2, self.patterns, self.inputs, self.errors, self.acts = [], [], [], [], [], []
         H, G, dh = g.n_heads, g.n_kv_heads, lay.d_head

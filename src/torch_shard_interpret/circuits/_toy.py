@@ -7,10 +7,16 @@ The true circuit is every edge between them (and the logits) that reaches the lo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    from ..core._model import Model
 
 TRUE_EDGES = (
     "input->a0.h1<q>",
@@ -26,7 +32,7 @@ TRUE_EDGES = (
 
 @dataclass
 class ToyCircuit:
-    model: Any
+    model: Model
     clean: torch.Tensor
     corrupt: torch.Tensor
     metric: Any
@@ -50,7 +56,7 @@ def toy_circuit(seed: int = 0, n: int = 4, pos: int = 6) -> ToyCircuit:
         initializer_range=0.5,
     )
     module = LlamaForCausalLM(cfg).eval()
-    layers = module.model.layers
+    layers = cast("Sequence[LlamaDecoderLayer]", module.model.layers)  # HF's annotations say nn.Module
     with torch.no_grad():
         head = 16 // 4
         w = layers[0].self_attn.o_proj.weight

@@ -61,6 +61,8 @@ def _from_folder(path: Path, layout: str) -> list | dict:
         out = {}
         for i, item in enumerate(items):
             file = item.get("filepath") or item.get("path") if isinstance(item, dict) else item
+            if file is None:
+                raise CircuitError(f"{cfg}: transcoders[{i}] names no file; give it a 'filepath'")
             layer = int(item.get("layer", i)) if isinstance(item, dict) else i
             out[layer] = load_one(path / str(file) if not Path(str(file)).is_absolute() else file, layout)
         return out

@@ -17,14 +17,17 @@ keeps the autograd graph when the value requires grad.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 import torch
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor, Shard
 
 Restore = Callable[[torch.Tensor], torch.Tensor]
 
 
-def is_dtensor(value: Any) -> bool:
+def is_dtensor(value: Any) -> TypeGuard[DTensor]:
     return type(value).__name__ == "DTensor"
 
 
@@ -70,7 +73,7 @@ def _feature_shard(module: Any, kind: str, width: int) -> tuple[Any, int] | None
     placement = weight.placements[0]
     if not placement.is_shard():
         return None
-    dim = placement.dim % 2
+    dim = cast("Shard", placement).dim % 2  # torch types is_shard() as a bool, not a TypeGuard
     if (kind, dim) not in (("input", 1), ("output", 0)):
         return None
     local = weight.to_local().shape[dim]

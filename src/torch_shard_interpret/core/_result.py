@@ -48,6 +48,17 @@ class RunResult:
         return rows[0] if len(rows) == 1 else rows
 
 
+def logits_of(result: RunResult, needed_by: str) -> torch.Tensor:
+    """``result.logits``; an InputError naming ``needed_by`` when the run has none (the module's output is neither
+    a tensor nor has ``.logits``, or the run stopped early with ``return_logits=False``)."""
+    if result.logits is None:
+        raise InputError(
+            f"{needed_by} needs the model's logits, but the run returned none; wrap a module whose output is a "
+            "tensor or has .logits, and run it with return_logits=True"
+        )
+    return result.logits
+
+
 def jsonable(obj: Any) -> Any:
     """``obj`` as plain JSON-safe Python: tensors and numpy arrays as nested lists, NaN and infinities as
     None (strict JSON has neither), tuples and sets as lists, mapping keys as strings, anything else unknown

@@ -20,6 +20,10 @@ from torch import nn
 class Crosscoder(nn.Module):
     """``Crosscoder(d_a, d_b, d_latent, k)``; ``encode(x_a, x_b)``, ``decode(z) -> (x_a^, x_b^)``."""
 
+    threshold: torch.Tensor  # buffers (registered in __init__), 0-d
+    scale_a: torch.Tensor
+    scale_b: torch.Tensor
+
     def __init__(self, d_a: int, d_b: int, d_latent: int, k: int, seed: int = 0) -> None:
         super().__init__()
         self.d_a, self.d_b, self.d_latent, self.k = d_a, d_b, d_latent, k

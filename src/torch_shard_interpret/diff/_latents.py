@@ -131,7 +131,7 @@ def load_crosscoder(path: str | Path) -> CrosscoderResult:
     )
 
 
-def paired_rows(model_a: Model, model_b: Model, data: Any, site: str, batch_size: int = 8):
+def paired_rows(model_a: Model | None, model_b: Model | None, data: Any, site: str, batch_size: int = 8):
     """``(x_a [n, d], x_b [n, d], contexts)``: contexts[i] = (input index, position, token ids) or None."""
     if isinstance(data, tuple) and len(data) == 2 and all(hasattr(s, "read") for s in data):
         a, b = data[0].read(site), data[1].read(site)
@@ -140,6 +140,10 @@ def paired_rows(model_a: Model, model_b: Model, data: Any, site: str, batch_size
                 f"the two stores hold {list(a.shape)} and {list(b.shape)} rows at {site}; harvest both on the same texts"
             )
         return a.float().flatten(1), b.float().flatten(1), None
+    if model_a is None or model_b is None:
+        raise DiffError(
+            "give both models to read activations from, or a pair of stores (store_a, store_b) as data"
+        )
     common_sites(model_a, model_b, site)
     xa, xb, ctx = [], [], []
     offset = 0

@@ -49,7 +49,7 @@ def paired_batches(
         part = list(part) if isinstance(part, tuple) else part
         ra = model_a.run(part, cache=list(sites), return_logits=not stop_early)
         ids = ra.tokens if ra.tokens is not None else part
-        kw = {"attention_mask": ra.attention_mask} if ra.attention_mask is not None else {}
+        kw: dict[str, Any] = {"attention_mask": ra.attention_mask} if ra.attention_mask is not None else {}
         rb = model_b.run(ids, cache=list(sites), return_logits=not stop_early, **kw)
         yield ra, rb, ra.attention_mask
 

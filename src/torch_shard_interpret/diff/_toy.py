@@ -49,7 +49,7 @@ def sample(
     return s
 
 
-def _train(module: nn.Module, data, steps: int, lr: float, keep_zero: int | None = None) -> None:
+def _train(module: ToyAutoencoder, data, steps: int, lr: float, keep_zero: int | None = None) -> None:
     opt = torch.optim.Adam(module.parameters(), lr=lr)
     for step in range(steps):
         s = data(step)
@@ -75,5 +75,6 @@ def planted_difference(n_features: int = 12, d_hidden: int = 16, p: float = 0.1,
         b.decoder.weight[0] = 0.1 * torch.randn(d_hidden, generator=gen)
         b.decoder.bias[0] = 0.1
     _train(b, lambda _: sample(256, n_features, p, gen), 600, 3e-3)
-    a.eval(), b.eval()
+    a.eval()
+    b.eval()
     return PlantedDifference(wrap(a), wrap(b), 0, sample(n, n_features, p, gen))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -11,6 +11,9 @@ import torch.distributed as dist
 from ..core._cache import ActivationCache
 from ..core._dtensor import is_dtensor
 from ._group import DistributedError, collective, is_initialized, lost_rank_error, rank, world_size
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 Gather = str | None
 
@@ -70,7 +73,7 @@ def gather_cache(
     return _cat(parts, dim)
 
 
-def run(model: Any, inputs: Any = None, *, gather: Gather = "rank0", **kwargs: Any) -> Any:
+def run(model: Model, inputs: Any = None, *, gather: Gather = "rank0", **kwargs: Any) -> Any:
     """``model.run(inputs, **kwargs)`` on every rank, then join the rows of every rank.
 
     ``gather="rank0"``: on rank 0, ``result.cache``, ``result.grads``, ``result.logits``, ``result.tokens``

@@ -117,7 +117,8 @@ def init(backend: str | None = None, timeout: float | None = None) -> None:
             torch.cuda.set_device(device)
             kwargs["device_id"] = device
     else:  # a plain `python script.py`: a world of one, no rendezvous needed
-        kwargs.update(store=dist.HashStore(), rank=0, world_size=1)
+        # HashStore is public at runtime (torch.distributed re-exports it) but missing from torch's stub exports
+        kwargs.update(store=dist.HashStore(), rank=0, world_size=1)  # pyright: ignore[reportPrivateImportUsage]
     dist.init_process_group(**kwargs)
 
 

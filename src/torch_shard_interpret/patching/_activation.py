@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..core._errors import TsiError
+from ..core._result import logits_of
 from ..core._site import PATTERN, Site
 from ._cells import GRID, head_columns, head_mode, row_patches, same_cell, writable_sites
 from ._common import (
@@ -92,8 +93,9 @@ def activation_patching(
     names = [s.name for s in site_objs]
     clean_run = model.run(clean_ids, cache=names)
     corrupt_run = model.run(corrupt_ids, cache=names)
-    clean_m = float(call_metric(metric, clean_run.logits, 1)[0])
-    corrupt_m = float(call_metric(metric, corrupt_run.logits, 1)[0])
+    clean_logits = logits_of(clean_run, "activation patching")  # [1, pos, d_vocab]
+    clean_m = float(call_metric(metric, clean_logits, 1)[0])
+    corrupt_m = float(call_metric(metric, logits_of(corrupt_run, "activation patching"), 1)[0])
     base_ids, source = (corrupt_ids, clean_run) if direction == "denoise" else (clean_ids, corrupt_run)
     baseline, target = (corrupt_m, clean_m) if direction == "denoise" else (clean_m, corrupt_m)
     scale = _scale(normalize, baseline, target)
@@ -131,10 +133,10 @@ def activation_patching(
             col_heads[j] if col_heads is not None else None,
         )
     ]
-    k = rows_per_batch(model, base_ids, clean_run.logits, batch_size, memory_budget)
+    k = rows_per_batch(model, base_ids, clean_logits, batch_size, memory_budget)
     blocks = _block_of(model, site_objs) if share_prefix is not False else None
     if blocks is not None:  # deepest cells last, so that late chunks skip most of the model
-        cells.sort(key=lambda c: blocks[c[0]])
+        cells.sort(key=lambda c, depth=blocks: depth[c[0]])  # depth=: the narrowed list, for pyright
 
     kv = None
     if reuse_kv is not False and blocks is not None and mode != "heads" and cells:
@@ -142,7 +144,7 @@ def activation_patching(
     keep = last_logits_kwargs(model, metric, clean_run.logits) if kv is not None else {}
     batches: list[tuple[int, list[tuple[int, int]]]] = []
     if kv is not None and blocks is not None:  # by first patched position, then by block
-        cells.sort(key=lambda c: (start_of(col_pos[c[1]]), blocks[c[0]]))
+        cells.sort(key=lambda c, depth=blocks: (start_of(col_pos[c[1]]), depth[c[0]]))
         groups: dict[int, list[tuple[int, int]]] = {}
         for c in cells:
             groups.setdefault(start_of(col_pos[c[1]]), []).append(c)

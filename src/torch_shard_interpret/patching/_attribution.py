@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..core._result import logits_of
 from ._activation import _check_layout, _columns, _prepare, _scale
 from ._cells import head_columns
 from ._common import (
@@ -73,7 +74,7 @@ def attribution_patching(
 
     base = model.run(base_ids, cache=names, grad=scalar, **keep)  # forward 2 + backward
     base_m = float(held["metric"])
-    src_m = float(call_metric(metric, source.logits, 1)[0])
+    src_m = float(call_metric(metric, logits_of(source, "attribution patching"), 1)[0])
     clean_m, corrupt_m = (src_m, base_m) if direction == "denoise" else (base_m, src_m)
     scale = _scale(normalize, base_m, src_m)
 

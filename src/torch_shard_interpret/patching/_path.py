@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..core._interventions import Fn
+from ..core._result import logits_of
 from ..core._site import Site
 from ._activation import _scale, no_kv_cache, repeat_rows
 from ._common import (
@@ -82,13 +83,14 @@ def path_patching(
 
     clean_run = model.run(clean_ids, cache=names)
     corrupt_run = model.run(corrupt_ids, cache=[s.name for s in send_sites])
-    clean_m = float(call_metric(metric, clean_run.logits, 1)[0])
-    corrupt_m = float(call_metric(metric, corrupt_run.logits, 1)[0])
+    clean_logits = logits_of(clean_run, "path patching")  # [1, pos, d_vocab]
+    clean_m = float(call_metric(metric, clean_logits, 1)[0])
+    corrupt_m = float(call_metric(metric, logits_of(corrupt_run, "path patching"), 1)[0])
     scale = _scale(normalize, clean_m, corrupt_m)
 
     n_heads = clean_run.cache[send_sites[0].name].shape[2] if heads else 1
     cells = [(i, h if heads else None) for i in range(len(send_sites)) for h in range(n_heads)]
-    k = rows_per_batch(model, clean_ids, clean_run.logits, batch_size, memory_budget)
+    k = rows_per_batch(model, clean_ids, clean_logits, batch_size, memory_budget)
     frozen = {s.name for s in freeze}
     receiving = {s.name for s in recv_sites}
     raw = torch.empty(len(cells))
@@ -108,7 +110,7 @@ def path_patching(
         model.run(repeat_rows(clean_ids, n), interventions=step1, return_logits=False, **no_kv_cache(model))
         step2 = {s.name: Fn(_step2(recorded[s.name], recv_heads.get(s.name))) for s in recv_sites}
         out = model.run(repeat_rows(clean_ids, n), interventions=step2, **no_kv_cache(model))
-        raw[part.start : part.stop] = call_metric(metric, out.logits, n) - clean_m
+        raw[part.start : part.stop] = call_metric(metric, logits_of(out, "path patching"), n) - clean_m
     raw = raw.view(len(send_sites), n_heads)
     pos = list(range(clean_ids.shape[1]))
     return PatchResult(

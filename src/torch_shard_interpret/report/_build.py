@@ -27,6 +27,7 @@ from ..attribution._dla import DLA_SITES, DLAResult, dla_from_run
 from ..attribution._saliency import saliency_scores
 from ..core._errors import InputError, TsiError
 from ..core._model import Model
+from ..core._result import logits_of
 from ..lens._logit import as_token_id, lens_from_run, readout_modules
 from ..lens._result import LensResult
 from ._techniques import techniques
@@ -138,8 +139,9 @@ def build_report(
 
     with timed("Forward pass (caching the residual stream and every block's outputs)"):
         run = model.run(prompt, cache=list(DLA_SITES))
-    n_pos = run.logits.shape[1]
-    last = run.logits[0, -1].float()
+    logits = logits_of(run, "the report")  # [1, pos, d_vocab]
+    n_pos = logits.shape[1]
+    last = logits[0, -1].float()
     probs = last.softmax(-1)
     values, top_ids = probs.topk(min(10, probs.shape[-1]))
     names = model.str_tokens(top_ids.cpu())
@@ -230,7 +232,7 @@ def _patterns(
         )
     finally:
         if switched and before is not None:
-            model.module.set_attn_implementation(before)
+            getattr(model.module, "set_attn_implementation")(before)  # noqa: B009 - an HF method
     return [
         HeadPattern(layer, head, value, run.cache[f"blocks.{layer}.attn.pattern"][0, head].float().cpu())
         for layer, head, value in heads

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .._render import esc, fmt, key_values, standalone
 from ..core._interventions import Ablate, Set
-from ..core._result import jsonable
+from ..core._result import jsonable, logits_of
 from ._config import SAEError, SAEWarning
 from ._sites import site_for
 
@@ -186,7 +186,10 @@ def evaluate(
         for ids, mask in _batches(rows, batch_size, pad):
             batch = {"input_ids": ids, "attention_mask": mask}
             clean = model.run(batch, cache=sites)
-            tokens, keep = clean.tokens, clean.attention_mask.bool()
+            tokens, mask_run = clean.tokens, clean.attention_mask
+            assert tokens is not None and mask_run is not None  # the batch holds both input_ids and a mask
+            keep = mask_run.bool()
+            logits = logits_of(clean, "evaluate")  # [batch, pos, d_vocab]
             x = clean.cache[read]
             target = clean.cache[write]
             x_hat = sae.decode(z := sae.encode(x))
@@ -200,15 +203,15 @@ def evaluate(
             active = zz > 0
             sums["l0"] += float(active.sum())
             fires += active.sum(0).cpu()
-            s, n = _ce(clean.logits, tokens, keep)
-            del clean
+            s, n = _ce(logits, tokens, keep)
+            del clean, logits
             sums["ce_clean"] += s
             sums["n_pred"] += n
             spliced = model.run(batch, interventions={write: Set(x_hat.to(target.dtype))})
-            sums["ce_sp"] += _ce(spliced.logits, tokens, keep)[0]
+            sums["ce_sp"] += _ce(logits_of(spliced, "evaluate"), tokens, keep)[0]
             del spliced
             zero = model.run(batch, interventions={write: Ablate("zero")})
-            sums["ce_zero"] += _ce(zero.logits, tokens, keep)[0]
+            sums["ce_zero"] += _ce(logits_of(zero, "evaluate"), tokens, keep)[0]
             del zero
             if max_tokens is not None and sums["n"] >= max_tokens:
                 break
@@ -229,7 +232,7 @@ def evaluate(
         ce_spliced=ce_sp,
         ce_zero=ce_zero,
         ce_loss_recovered=(ce_zero - ce_sp) / denom if abs(denom) > 1e-12 else float("nan"),
-        n_tokens=n,
+        n_tokens=int(n),
         site=write,
     )
     _warn_if_useless(result, sae)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._config import SAEError
+from ._config import SAEConfig, SAEError
 from ._kernels import GatherEncode, SparseDecode, topk_forward
 from ._sae import SAE
 
@@ -102,7 +102,7 @@ def forward_loss(
     early = step is not None and step < EARLY_STEPS.get(cfg.kind, 0)
     if cfg.kind == "topk" or (cfg.kind == "batchtopk" and early):
         x_hat, z, idx, pre, xc = topk_forward(
-            x, sae.W_enc, sae.b_enc, sae.W_dec, b_in, sae.b_dec, cfg.k, workspace
+            x, sae.W_enc, sae.b_enc, sae.W_dec, b_in, sae.b_dec, _k(cfg), workspace
         )
         fired = torch.zeros(cfg.d_sae, dtype=torch.bool, device=x.device)
         fired[idx[z > 0]] = True
@@ -116,14 +116,14 @@ def forward_loss(
             z = _JumpReLU.apply(F.relu(pre), sae.log_threshold.exp(), cfg.jumprelu_bandwidth)
         elif gather is None:  # batchtopk: the k * batch largest activations of the batch
             flat = F.relu(pre).flatten()
-            n_keep = min(cfg.k * x.shape[0], flat.numel())
+            n_keep = min(_k(cfg) * x.shape[0], flat.numel())
             vals, where = flat.topk(n_keep, sorted=False)
             mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(0, where, True).view_as(pre)
             z = F.relu(pre) * mask
             if training:
                 _update_threshold(sae, vals)
         else:
-            z, vals = _batchtopk_global(pre, cfg.k * n_global, cfg.d_sae * n_global, gather)
+            z, vals = _batchtopk_global(pre, _k(cfg) * n_global, cfg.d_sae * n_global, gather)
             if training:
                 _update_threshold(sae, vals)
         x_hat = z @ sae.W_dec + sae.b_dec
@@ -148,6 +148,13 @@ def forward_loss(
 
 
 @torch.no_grad()
+def _k(cfg: SAEConfig) -> int:
+    """``cfg.k`` of a top-k kind (SAEConfig checks it on creation; this names a config changed since)."""
+    if cfg.k is None:
+        raise SAEError(f"a {cfg.kind} SAE needs k (active latents per token), not None")
+    return cfg.k
+
+
 def _update_threshold(sae: SAE, vals: torch.Tensor) -> None:
     """EMA of the smallest positive kept activation (the BatchTopK inference threshold)."""
     pos = vals[vals > 0]

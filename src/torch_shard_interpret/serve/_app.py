@@ -15,7 +15,7 @@ import mimetypes
 import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +32,9 @@ from ._jobs import Jobs, QueueFull
 from ._sae import ServedSAE, load_sae
 from ._specs import RequestError
 from ._vision import DEFAULT_VISION_MODEL, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, VisionTab, size_hint
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 MAX_BODY = 1_000_000
 MAX_JSON_DEPTH = 32
@@ -68,7 +71,7 @@ def _load_static(root: Path) -> dict[str, tuple[bytes, str]]:
 
 
 def create_app(
-    model: Any,
+    model: Model,
     *,
     stores: Mapping[str, Any] | Iterable[Any] | None = None,
     saes: Mapping[str, Any] | Iterable[Any] | None = None,
@@ -331,7 +334,7 @@ def _json_depth(raw: bytes) -> int:
     return deepest
 
 
-def _enable_attention(model: Any) -> tuple[bool, str]:
+def _enable_attention(model: Model) -> tuple[bool, str]:
     impl = model.attention
     if impl in (None, "eager"):
         return True, "attention patterns are read from the model's eager attention"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..core._result import RunResult, logits_of
 from ..report._techniques import Technique
 from . import _specs as S
 from ._sae import DEFAULT_CORPUS, ServedSAE, compute_stats, latent_view, search_latents
@@ -52,8 +53,11 @@ def _noop(_: float, __: str) -> None:
     pass
 
 
-def _tokens(model: Model, ids: torch.Tensor) -> list[dict[str, Any]]:
-    """``[{"id", "text"}]`` of ``[pos]`` ids, the text read by ``Model.str_tokens``."""
+def _tokens(model: Model, run: RunResult) -> list[dict[str, Any]]:
+    """``[{"id", "text"}]`` of the first prompt's ids in ``run``, the text read by ``Model.str_tokens``."""
+    if run.tokens is None:
+        raise RequestError("this model's runs carry no token ids; serve a model with a tokenizer", 500)
+    ids = run.tokens[0]  # [pos]
     return [{"id": int(i), "text": t} for i, t in zip(ids.tolist(), model.str_tokens(ids), strict=True)]
 
 
@@ -156,10 +160,10 @@ def run(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> di
     k = S.integer(body, "top_k", 5, 1, MAX_TOP_K)
     ivs = S.interventions(m, body.get("interventions"), state.vectors)
     r = m.run(prompt, interventions=ivs or None)
-    logits = r.logits[0]  # [pos, d_vocab]
+    logits = logits_of(r, "the run endpoint")[0]  # [pos, d_vocab]
     return {
         "prompt": prompt,
-        "tokens": _tokens(m, r.tokens[0]),
+        "tokens": _tokens(m, r),
         "predictions": [_top(m, logits[p], k) for p in range(logits.shape[0])],
         "n_interventions": sum(len(v) for v in ivs.values()),
     }
@@ -194,7 +198,7 @@ def attention(state: State, body: Mapping[str, Any], progress: Progress = _noop)
         "prompt": prompt,
         "layer": layer,
         "site": site,
-        "tokens": _tokens(m, r.tokens[0]),
+        "tokens": _tokens(m, r),
         "patterns": [[[round(v, 4) for v in row] for row in head] for head in pat.tolist()],
     }
 
@@ -327,7 +331,7 @@ def patch(state: State, body: Mapping[str, Any], progress: Progress = _noop) -> 
     baseline = S.text(body, "baseline", required=False) or None
     sites = S.text(body, "sites", required=False) or "blocks.*.resid_pre"
     if target is None:
-        target_id = int(m.run(clean).logits[0, -1].argmax())
+        target_id = int(logits_of(m.run(clean), "the patch endpoint")[0, -1].argmax())
     else:
         target_id = as_token_id(m, target)
     baseline_id = as_token_id(m, baseline, "baseline")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 
@@ -40,9 +40,16 @@ def _type(value: Any) -> str:
     return names.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
 
 
+@overload
+def text(
+    body: Mapping[str, Any], key: str, *, required: Literal[True] = True, default: None = None
+) -> str: ...
+@overload
+def text(body: Mapping[str, Any], key: str, *, required: bool, default: str | None = None) -> str | None: ...
 def text(
     body: Mapping[str, Any], key: str, *, required: bool = True, default: str | None = None
 ) -> str | None:
+    """The string at ``key``: required (a missing key or null is an error) or else ``default`` when absent."""
     value = body.get(key)
     if value is None:
         if required:
@@ -57,10 +64,15 @@ def text(
     return value
 
 
+@overload
+def integer(body: Mapping[str, Any], key: str, default: int, lo: int, hi: int | None) -> int: ...
+@overload
+def integer(body: Mapping[str, Any], key: str, default: None, lo: int, hi: int | None) -> int | None: ...
 def integer(body: Mapping[str, Any], key: str, default: int | None, lo: int, hi: int | None) -> int | None:
-    value = body.get(key, default)
+    """The integer at ``key`` within ``[lo, hi]``; ``default`` when the key is absent or null."""
+    value = body.get(key)
     if value is None:
-        return None
+        return default
     if isinstance(value, bool) or not isinstance(value, int):
         raise RequestError(f"{key!r} must be an integer, not {_type(value)}")
     if value < lo or (hi is not None and value > hi):
@@ -120,28 +132,26 @@ def interventions(model: Model, spec: Any, vectors: Mapping[str, Any]) -> dict[s
         kind = item.get("kind")
         if kind not in KINDS:
             raise RequestError(f"interventions[{i}].kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        sel = {
-            "positions": int_list(item.get("positions"), "positions"),
-            "heads": int_list(item.get("heads"), "heads"),
-        }
+        positions = int_list(item.get("positions"), "positions")
+        heads = int_list(item.get("heads"), "heads")
         if kind in ("add", "project_out"):
             vec = _vector_of(item, i, vectors)
             iv = (
-                tsi.Add(vec, scale=number(item, "scale", 1.0), **sel)
+                tsi.Add(vec, scale=number(item, "scale", 1.0), positions=positions, heads=heads)
                 if kind == "add"
-                else tsi.ProjectOut(vec, **sel)
+                else tsi.ProjectOut(vec, positions=positions, heads=heads)
             )
         elif kind == "scale":
-            iv = tsi.Scale(number(item, "k", 0.0), **sel)
+            iv = tsi.Scale(number(item, "k", 0.0), positions=positions, heads=heads)
         elif kind == "ablate":
             mode = item.get("mode", "zero")
             if mode not in ("zero", "mean"):
                 raise RequestError(f"interventions[{i}].mode must be 'zero' or 'mean', not {mode!r}")
-            iv = tsi.Ablate(mode, **sel)
+            iv = tsi.Ablate(mode, positions=positions, heads=heads)
         else:  # patch
             source = text(item, "source_prompt")
             cache = model.run(source, cache=site, return_logits=False).cache
-            iv = tsi.Patch(cache, **sel)
+            iv = tsi.Patch(cache, positions=positions, heads=heads)
         out.setdefault(site, []).append(iv)
     return out
 

@@ -8,7 +8,7 @@ token and ``"mean"`` averages over its real tokens only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from ..core._model import Model
 
 Position = int | str
+"""What callers may pass: a token position (negative counts from the end) or ``"mean"``; see check_position."""
+CheckedPosition = int | Literal["mean"]
 
 
 def as_texts(texts: Any, what: str) -> list[str]:
@@ -39,13 +41,13 @@ def as_texts(texts: Any, what: str) -> list[str]:
     return items
 
 
-def check_position(position: Position) -> Position:
+def check_position(position: Position) -> CheckedPosition:
     if position == "mean" or (isinstance(position, int) and not isinstance(position, bool)):
         return position
     raise InputError(f"position must be an integer (e.g. -1, the last token) or 'mean', not {position!r}")
 
 
-def select(acts: torch.Tensor, mask: torch.Tensor, position: Position, site: str) -> torch.Tensor:
+def select(acts: torch.Tensor, mask: torch.Tensor, position: CheckedPosition, site: str) -> torch.Tensor:
     """``[batch, pos, *rest]`` activations -> ``[batch, *rest]`` at ``position`` of each row's real tokens."""
     mask = mask.to(acts.device).bool()  # [batch, pos]
     if position == "mean":
@@ -56,7 +58,7 @@ def select(acts: torch.Tensor, mask: torch.Tensor, position: Position, site: str
     rows = []
     for b in range(acts.shape[0]):
         n = int(n_real[b])
-        p = position if position >= 0 else n + position  # type: ignore[operator]
+        p = position if position >= 0 else n + position
         if not 0 <= p < n:
             raise InputError(
                 f"position {position} is out of range at {site} for a text of {n} tokens; "

@@ -121,7 +121,7 @@ class SteeringVector:
         if position == "mean":
             vec = diff.mean(0)
         else:
-            p = position if position >= 0 else n + position  # type: ignore[operator]
+            p = position if position >= 0 else n + position
             if not 0 <= p < n:
                 raise InputError(
                     f"position {position} is out of range: the shorter prompt has {n} tokens "

@@ -201,9 +201,11 @@ class _Harvest:
         shapes = self._probe(first)
         if shard_rows is None:
             old_rows = (old or {}).get("shard_rows")
-            ok = isinstance(old_rows, int) and not isinstance(old_rows, bool) and old_rows >= 1
-            shard_rows = old_rows if ok else self._default_shard_rows(shapes)
-        self.shard_rows = shard_rows
+            if isinstance(old_rows, int) and not isinstance(old_rows, bool) and old_rows >= 1:
+                shard_rows = old_rows
+            else:
+                shard_rows = self._default_shard_rows(shapes)
+        self.shard_rows: int = shard_rows
         self.settings = harvest_settings(self.model, shapes, self.dtype, self.context, self.batch_size,
                                          shard_rows, self.source)  # fmt: skip
         # The id of the store: kept from the store resumed (None: a store written before ids, continued

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 WORDS = (
     "the a an of to in on at and or but is was were be been it he she they we you i my your his her their "
@@ -37,11 +40,16 @@ def tiny_config(arch: str = "llama", **overrides: Any):
     """A small HF config: vocab 128, hidden 64, 4 heads, 2 layers."""
     import transformers as T
 
-    common = dict(
-        vocab_size=128, hidden_size=64, num_attention_heads=4, num_hidden_layers=2, intermediate_size=128
-    )
     if arch == "llama":
-        cfg = T.LlamaConfig(**common, num_key_value_heads=2, max_position_embeddings=128)
+        cfg = T.LlamaConfig(
+            vocab_size=128,
+            hidden_size=64,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            intermediate_size=128,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+        )
     elif arch == "gpt2":
         cfg = T.GPT2Config(
             vocab_size=128, n_embd=64, n_head=4, n_layer=2, n_positions=128, bos_token_id=2, eos_token_id=3
@@ -53,7 +61,7 @@ def tiny_config(arch: str = "llama", **overrides: Any):
     return cfg
 
 
-def tiny_hf_model(arch: str = "llama", seed: int = 0, **overrides: Any) -> nn.Module:
+def tiny_hf_model(arch: str = "llama", seed: int = 0, **overrides: Any) -> PreTrainedModel:
     """A seeded random ``*ForCausalLM`` in eval mode."""
     from transformers import AutoModelForCausalLM
 

@@ -51,7 +51,9 @@ def _cam(model, images, t, site, plus: bool, upsample: bool) -> torch.Tensor:
     return cam.detach()
 
 
-def _make(method: str, plus: bool, model: Any, images, target, site: str, upsample: bool) -> Attribution:
+def _make(
+    method: str, plus: bool, model: Model | torch.nn.Module, images, target, site: str, upsample: bool
+) -> Attribution:
     model, images = as_model(model), check_images(images)
     t = targets(model, images, target)
 
@@ -62,21 +64,29 @@ def _make(method: str, plus: bool, model: Any, images, target, site: str, upsamp
 
 
 def grad_cam(
-    model: Any, images: torch.Tensor, target: Any = None, site: str = "stages.3", upsample: bool = True
+    model: Model | torch.nn.Module,
+    images: torch.Tensor,
+    target: Any = None,
+    site: str = "stages.3",
+    upsample: bool = True,
 ) -> Attribution:
     """Grad-CAM ``[batch, H, W]`` at ``site`` (canonical or raw, e.g. ``"layer4:output"``)."""
     return _make("grad_cam", False, model, images, target, site, upsample)
 
 
 def grad_cam_pp(
-    model: Any, images: torch.Tensor, target: Any = None, site: str = "stages.3", upsample: bool = True
+    model: Model | torch.nn.Module,
+    images: torch.Tensor,
+    target: Any = None,
+    site: str = "stages.3",
+    upsample: bool = True,
 ) -> Attribution:
     """Grad-CAM++ ``[batch, H, W]`` at ``site``."""
     return _make("grad_cam_pp", True, model, images, target, site, upsample)
 
 
 def occlusion(
-    model: Any,
+    model: Model | torch.nn.Module,
     images: torch.Tensor,
     target: Any = None,
     window: int = 2,

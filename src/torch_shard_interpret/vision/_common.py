@@ -11,7 +11,7 @@ from ..core._model import Model
 from ._sites import wrap
 
 
-def as_model(model: Any) -> Model:
+def as_model(model: Model | torch.nn.Module) -> Model:
     """A ``tsi.Model`` (an ``nn.Module`` is wrapped with its vision sites)."""
     return model if isinstance(model, Model) else wrap(model)
 

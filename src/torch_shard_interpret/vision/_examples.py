@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,6 +14,9 @@ from ._common import as_model, check_images
 from ._featvis import objective_values
 from ._objectives import Objective, as_objective
 from ._picture import to_rgb, upscale
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 
 @dataclass
@@ -44,7 +47,7 @@ class DatasetExamples:
 
 
 def dataset_examples(
-    model: Any,
+    model: Model | torch.nn.Module,
     objective: Objective | str,
     images: torch.Tensor,
     k: int = 8,

@@ -85,7 +85,7 @@ def input_shape_of(model: Model) -> tuple[int, int, int, int]:
 
 
 def visualize(
-    model: Any,
+    model: Model | torch.nn.Module,
     objective: Objective | str,
     steps: int = 256,
     seed: int = 0,

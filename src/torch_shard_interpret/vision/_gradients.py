@@ -8,7 +8,7 @@ with Gauss-Legendre quadrature over ``steps`` points; completeness says ``sum(IG
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from ..core._errors import InputError
 from ._common import as_model, check_images, input_grad, score, targets
 from ._result import Attribution
 
+if TYPE_CHECKING:
+    from ..core._model import Model
+
 BASELINES = ("black", "blur", "noise")
 
 
@@ -28,7 +31,9 @@ def _result(method, model, images, target, attributions, recompute, **extra) -> 
     )
 
 
-def saliency(model: Any, images: torch.Tensor, target: Any = None, abs: bool = True) -> Attribution:  # noqa: A002
+def saliency(
+    model: Model | torch.nn.Module, images: torch.Tensor, target: Any = None, abs: bool = True
+) -> Attribution:  # noqa: A002
     """``|d logit[target] / d pixel|`` (``abs=False``: the signed gradient)."""
     model, images = as_model(model), check_images(images)
     t = targets(model, images, target)
@@ -40,7 +45,7 @@ def saliency(model: Any, images: torch.Tensor, target: Any = None, abs: bool = T
     return _result("saliency", model, images, t, compute(model), compute)
 
 
-def gradient_x_input(model: Any, images: torch.Tensor, target: Any = None) -> Attribution:
+def gradient_x_input(model: Model | torch.nn.Module, images: torch.Tensor, target: Any = None) -> Attribution:
     """``x * d logit[target] / dx``."""
     model, images = as_model(model), check_images(images)
     t = targets(model, images, target)
@@ -52,7 +57,7 @@ def gradient_x_input(model: Any, images: torch.Tensor, target: Any = None) -> At
 
 
 def smoothgrad(
-    model: Any,
+    model: Model | torch.nn.Module,
     images: torch.Tensor,
     target: Any = None,
     samples: int = 32,
@@ -99,7 +104,7 @@ def make_baseline(images: torch.Tensor, baseline: Any, seed: int = 0) -> torch.T
 
 
 def integrated_gradients(
-    model: Any,
+    model: Model | torch.nn.Module,
     images: torch.Tensor,
     target: Any = None,
     baseline: Any = "black",

@@ -10,7 +10,7 @@ a ReLU with the guided backward; nothing of the model is changed and nothing sta
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,9 @@ from torch.overrides import TorchFunctionMode
 
 from ._common import as_model, check_images, score, targets
 from ._result import Attribution
+
+if TYPE_CHECKING:
+    from ..core._model import Model
 
 
 class _GuidedReLU(torch.autograd.Function):
@@ -63,7 +66,7 @@ class GuidedReLUs(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def guided_backprop(model: Any, images: torch.Tensor, target: Any = None) -> Attribution:
+def guided_backprop(model: Model | torch.nn.Module, images: torch.Tensor, target: Any = None) -> Attribution:
     """Guided-backprop gradients ``[batch, C, H, W]``; ``.relu_calls`` counts the ReLUs it guided."""
     model, images = as_model(model), check_images(images)
     t = targets(model, images, target)

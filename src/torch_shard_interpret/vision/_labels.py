@@ -23,7 +23,7 @@ from ._sites import wrap
 
 
 def random_label_model(
-    model: Any,
+    model: Model | torch.nn.Module,
     images: torch.Tensor,
     labels: Any,
     epochs: int = 40,

@@ -127,7 +127,7 @@ class Attribution:
 
 def custom(
     name: str,
-    model: Any,
+    model: Model | torch.nn.Module,
     images: torch.Tensor,
     fn: Callable[[Model, torch.Tensor], torch.Tensor],
     target=None,
