@@ -84,7 +84,7 @@ MUTANTS ?=
 MUTATE_CHILDREN ?= 2
 mutate: $(if $(wildcard $(BIN)/python),,venv)
 	$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/python -m pip install -q "mutmut>=3.3"
-	env -u PYTHONPATH OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
+	set -f; env -u PYTHONPATH OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
 	env -u PYTHONPATH $(BIN)/mutmut results
 
 clean:
