@@ -76,13 +76,15 @@ test-archs: $(ARCHS_VENV)/.installed
 bench: venv
 	$(BIN)/python benchmarks/run.py
 
-# Mutation testing, outside `make test`: the folders in pyproject's [tool.mutmut] (core/ for now). mutmut
-# copies the sources to mutants/ and reuses its results there. MUTANTS picks some, e.g.
-# make mutate MUTANTS='torch_shard_interpret.core._cache*'
+# Mutation testing, outside `make test`: the folders and tests in pyproject's [tool.mutmut] (core/, patching/,
+# sae/, store/). mutmut copies the sources to mutants/ (git-ignored) and reuses its results there. MUTANTS
+# picks some, e.g. make mutate MUTANTS='torch_shard_interpret.core._cache*'. Scores: docs/mutation.md.
+# An existing venv is used as it is (never reinstalled from this checkout); only mutmut is added if missing.
 MUTANTS ?=
-mutate: venv
-	$(BIN)/python -m pip install -q -e ".[mutate]"
-	env -u PYTHONPATH OMP_NUM_THREADS=1 $(BIN)/mutmut run $(MUTANTS)
+MUTATE_CHILDREN ?= 2
+mutate: $(if $(wildcard $(BIN)/python),,venv)
+	$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/python -m pip install -q "mutmut>=3.3"
+	set -f; env -u PYTHONPATH OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
 	env -u PYTHONPATH $(BIN)/mutmut results
 
 clean:
