@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -48,3 +50,37 @@ def test_bad_inputs(model):
         tsi.attribution.saliency(model, PROMPT, " mary", method="occlusion")
     with pytest.raises(tsi.InputError, match="not one"):
         tsi.attribution.saliency(model, PROMPT, "mary john")
+
+
+def test_first_order_warning_names_the_fix_once_per_model(model):
+    # A pre-norm LLaMA: sum(grad x input) misses logit(input) - logit(zero embeddings) by far more than half.
+    with pytest.warns(tsi.attribution.FirstOrderWarning, match="integrated_gradients"):
+        tsi.attribution.saliency(model, PROMPT, " mary")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tsi.attribution.FirstOrderWarning)
+        tsi.attribution.saliency(model, PROMPT, " john")  # the same model: not warned again
+        tsi.attribution.saliency(model, PROMPT, " mary", method="grad_norm")  # no sum to check
+
+
+def test_no_first_order_warning_where_the_model_is_linear(model):
+    # Blocks that write nothing and no final norm: logits are linear in the embeddings, so the scores add up.
+    for layer in model.module.model.layers:
+        torch.nn.init.zeros_(layer.self_attn.o_proj.weight)
+        torch.nn.init.zeros_(layer.mlp.down_proj.weight)
+    model.module.model.norm = torch.nn.Identity()
+    mary = model.token_id(" mary")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tsi.attribution.FirstOrderWarning)
+        scores = tsi.attribution.saliency(model, PROMPT, mary)
+    logit = model.run(PROMPT).logits[0, -1, mary]
+    torch.testing.assert_close(scores.sum(), logit.float(), rtol=1e-4, atol=1e-5)
+
+
+def test_the_trojan_row_that_fails_at_the_defaults_warns():
+    # The planted trigger decides the output, yet the scores sum to about 1% of the logit's change.
+    from torch_shard_interpret.bench import trojan
+
+    task = trojan("lm", progress=False)
+    i = int((task.clean_labels != task.target).nonzero()[0])
+    with pytest.warns(tsi.attribution.FirstOrderWarning, match="sums to"):
+        tsi.attribution.saliency(task.model, task.triggered_inputs[i : i + 1], target=task.target)

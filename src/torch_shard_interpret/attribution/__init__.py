@@ -8,6 +8,7 @@ from ._ig import BaselineWarning as BaselineWarning
 from ._ig import CompletenessWarning as CompletenessWarning
 from ._ig import IGResult as IGResult
 from ._ig import integrated_gradients as integrated_gradients
+from ._saliency import FirstOrderWarning as FirstOrderWarning
 from ._saliency import saliency as saliency
 from ._weights import head_output_weights as head_output_weights
 
@@ -15,6 +16,7 @@ __all__ = [
     "BaselineWarning",
     "CompletenessWarning",
     "DLAResult",
+    "FirstOrderWarning",
     "IGResult",
     "direct_logit_attribution",
     "dla_batch",

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import warnings
+import weakref
 from typing import Any
 
 import torch
 
 from ..core._errors import InputError
+from ..core._interventions import Set
 from ..core._model import Model
 from ..core._result import logits_of
 from ..lens._logit import as_token_id
 
 METHODS = ("grad_x_input", "grad_norm")
+FIRST_ORDER_TOL = 0.5
+"""Largest relative miss of ``sum(grad_x_input)`` against ``f(input) - f(zero embeddings)`` before warning."""
+_warned: weakref.WeakSet = weakref.WeakSet()  # the modules already warned about (one warning per model)
+
+
+class FirstOrderWarning(UserWarning):
+    """Gradient x input does not add up: its sum is the first-order estimate of ``f(input) - f(zero
+    embeddings)`` and misses it by more than half, so the model is far from linear between the two (a
+    saturated gradient, or a pre-norm model whose RMSNorm/LayerNorm makes each token's effect nearly
+    scale-invariant, so ``grad . embed ~ 0`` by Euler's theorem). The per-token scores do not rank what the
+    prediction depends on; ``integrated_gradients`` integrates along the path and checks completeness."""
 
 
 def saliency(
@@ -51,12 +65,56 @@ def saliency(
         row = r.logits[0, position]
         return row[target_id] - (row[baseline_id] if baseline_id is not None else 0.0)
 
-    return saliency_scores(model, prompt, scalar)[method]
+    if method != "grad_x_input":
+        return saliency_scores(model, prompt, scalar)[method]
+    scores, f_input, embed = _scores_and_value(model, prompt, scalar)
+    if model.module not in _warned:
+        _check_first_order(model, prompt, scalar, scores["grad_x_input"], f_input, embed)
+    return scores["grad_x_input"]
+
+
+def _check_first_order(
+    model: Model, prompt: Any, scalar: Any, gxi: torch.Tensor, f_input: float, embed
+) -> None:
+    """Warn (once per model) when ``sum(gxi)`` misses ``f(input) - f(zero embeddings)`` by over half."""
+    with torch.no_grad():
+        f_zero = float(scalar(model.run(prompt, interventions={"embed": Set(torch.zeros_like(embed))})))
+    delta, estimate = f_input - f_zero, float(gxi.double().sum())
+    if abs(estimate - delta) <= FIRST_ORDER_TOL * max(abs(delta), 1e-6):
+        return
+    _warned.add(model.module)
+    warnings.warn(
+        f"saliency: gradient x input sums to {estimate:+.4f}, but the explained logit changes by {delta:+.4f} "
+        "between zero embeddings and this input, so the first-order scores do not show what the prediction "
+        "depends on (a saturated gradient, or a pre-norm model whose norms make each token's effect nearly "
+        "scale-invariant). Use tsi.attribution.integrated_gradients(model, prompt, target=...), which checks "
+        "that its attributions add up. (Warned once per model.)",
+        FirstOrderWarning,
+        stacklevel=3,
+    )
 
 
 def saliency_scores(model: Model, prompt: Any, scalar: Any) -> dict[str, torch.Tensor]:
     """Both saliency scores ``{method: [pos]}`` from one gradient run of ``scalar(run) -> 0-d tensor``."""
-    run = model.run(prompt, cache="embed", grad=scalar)
+    return _scores_and_value(model, prompt, scalar)[0]
+
+
+def _scores_and_value(
+    model: Model, prompt: Any, scalar: Any
+) -> tuple[dict[str, torch.Tensor], float, torch.Tensor]:
+    """``saliency_scores`` plus the value of ``scalar`` on the input and the ``embed`` activation."""
+    value: list[float] = []
+
+    def keep(r):
+        out = scalar(r)
+        value.append(float(out.detach()))
+        return out
+
+    run = model.run(prompt, cache="embed", grad=keep)
     grad = run.grads["embed"][0].float()  # [pos, d_model]
     embed = run.cache["embed"][0].float()  # [pos, d_model]
-    return {"grad_x_input": (grad * embed).sum(-1).cpu(), "grad_norm": grad.norm(dim=-1).cpu()}
+    return (
+        {"grad_x_input": (grad * embed).sum(-1).cpu(), "grad_norm": grad.norm(dim=-1).cpu()},
+        value[-1],
+        run.cache["embed"],
+    )

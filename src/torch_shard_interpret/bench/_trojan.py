@@ -385,7 +385,7 @@ def checks(quick: bool) -> list[dict[str, Any]]:
         tool = "attribution.saliency" if name == "saliency" else "attribution.ig"
         note = ""
         if name == "saliency":
-            note = "gradient x input: a one-point zero-baseline estimate, with the gradient saturated at p(target) ~ 1"
+            note = "gradient x input sums to ~1% of f(x) - f(0) here (pre-norm); saliency raises FirstOrderWarning"
         if name == "ig":
             note = (f"default arguments; BaselineWarning on {sum(ranks['ig_warned'])} of "
                     f"{len(ranks['ig_warned'])} inputs; first token kept on {sum(ranks['ig_kept'])}")  # fmt: skip
