@@ -41,8 +41,10 @@ SUBCOMMANDS: tuple[str, ...] = (
     "anomaly",
     "diff",
     "circuit",
-    "technique",  # one subcommand per registered technique (tsi.report.register_technique)
 )
+# Modules that add a subcommand per registered technique (tsi.report.register_technique), none by default;
+# they come after the built-in ones, so that a technique cannot take a built-in's name.
+DYNAMIC: tuple[str, ...] = ("technique",)
 
 _TRUTHY = {"1", "true", "yes", "on"}
 
@@ -68,7 +70,7 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
-    for name in SUBCOMMANDS:
+    for name in (*SUBCOMMANDS, *DYNAMIC):
         importlib.import_module(f"{__package__}.{name}").register(subparsers)
     for _, sub in iter_parsers(parser):
         record_flags(sub)
